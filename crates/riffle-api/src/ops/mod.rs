@@ -1,0 +1,214 @@
+//! Kinesis operations: the typed [`Operation`] enum parsed from the target header, and one
+//! handler module per operation family. Handlers validate input with AWS's messages, then act
+//! through the node (control commands to the metadata group, data to shard groups).
+
+mod common;
+mod records;
+mod shards;
+mod streams;
+mod tags;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use riffle_control::Node;
+use riffle_control::command::RetentionChange;
+use riffle_types::ErrorCode;
+use riffle_types::KinesisError;
+use riffle_types::TokenError;
+use riffle_types::TokenKey;
+
+use crate::http::Call;
+use crate::http::Service;
+use crate::wire::Value;
+use crate::wire::fields;
+
+/// Every operation Riffle serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    CreateStream,
+    DeleteStream,
+    DescribeStream,
+    DescribeStreamSummary,
+    ListStreams,
+    ListShards,
+    SplitShard,
+    MergeShards,
+    PutRecord,
+    PutRecords,
+    GetShardIterator,
+    GetRecords,
+    IncreaseStreamRetentionPeriod,
+    DecreaseStreamRetentionPeriod,
+    AddTagsToStream,
+    RemoveTagsFromStream,
+    ListTagsForStream,
+    TagResource,
+    UntagResource,
+    ListTagsForResource,
+    DescribeLimits,
+}
+
+impl Operation {
+    const ALL: [Operation; 21] = [
+        Operation::CreateStream,
+        Operation::DeleteStream,
+        Operation::DescribeStream,
+        Operation::DescribeStreamSummary,
+        Operation::ListStreams,
+        Operation::ListShards,
+        Operation::SplitShard,
+        Operation::MergeShards,
+        Operation::PutRecord,
+        Operation::PutRecords,
+        Operation::GetShardIterator,
+        Operation::GetRecords,
+        Operation::IncreaseStreamRetentionPeriod,
+        Operation::DecreaseStreamRetentionPeriod,
+        Operation::AddTagsToStream,
+        Operation::RemoveTagsFromStream,
+        Operation::ListTagsForStream,
+        Operation::TagResource,
+        Operation::UntagResource,
+        Operation::ListTagsForResource,
+        Operation::DescribeLimits,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::CreateStream => "CreateStream",
+            Operation::DeleteStream => "DeleteStream",
+            Operation::DescribeStream => "DescribeStream",
+            Operation::DescribeStreamSummary => "DescribeStreamSummary",
+            Operation::ListStreams => "ListStreams",
+            Operation::ListShards => "ListShards",
+            Operation::SplitShard => "SplitShard",
+            Operation::MergeShards => "MergeShards",
+            Operation::PutRecord => "PutRecord",
+            Operation::PutRecords => "PutRecords",
+            Operation::GetShardIterator => "GetShardIterator",
+            Operation::GetRecords => "GetRecords",
+            Operation::IncreaseStreamRetentionPeriod => "IncreaseStreamRetentionPeriod",
+            Operation::DecreaseStreamRetentionPeriod => "DecreaseStreamRetentionPeriod",
+            Operation::AddTagsToStream => "AddTagsToStream",
+            Operation::RemoveTagsFromStream => "RemoveTagsFromStream",
+            Operation::ListTagsForStream => "ListTagsForStream",
+            Operation::TagResource => "TagResource",
+            Operation::UntagResource => "UntagResource",
+            Operation::ListTagsForResource => "ListTagsForResource",
+            Operation::DescribeLimits => "DescribeLimits",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Operation> {
+        Operation::ALL
+            .into_iter()
+            .find(|operation| operation.name() == name)
+    }
+}
+
+/// The Kinesis API of one node.
+pub struct Api {
+    node: Arc<Node>,
+}
+
+impl Api {
+    pub fn new(node: Arc<Node>) -> Api {
+        Api { node }
+    }
+
+    fn token_key(&self) -> Result<TokenKey, KinesisError> {
+        self.node
+            .token_key()
+            .ok_or_else(|| KinesisError::unavailable("the cluster is not initialized yet"))
+    }
+
+    /// Runs one operation.
+    pub async fn handle(&self, operation: Operation, input: &Value) -> Result<Value, KinesisError> {
+        let input = fields(input)?;
+        let config = self.node.config();
+        let ctx = common::Ctx {
+            account: &config.account,
+            region: &config.region,
+            now_ms: now_ms(),
+        };
+        match operation {
+            Operation::CreateStream => streams::create_stream(self, &ctx, input).await,
+            Operation::DeleteStream => streams::delete_stream(self, &ctx, input).await,
+            Operation::DescribeStream => streams::describe_stream(self, &ctx, input).await,
+            Operation::DescribeStreamSummary => {
+                streams::describe_stream_summary(self, &ctx, input).await
+            }
+            Operation::ListStreams => streams::list_streams(self, &ctx, input).await,
+            Operation::ListShards => shards::list_shards(self, &ctx, input).await,
+            Operation::SplitShard => shards::split_shard(self, &ctx, input).await,
+            Operation::MergeShards => shards::merge_shards(self, &ctx, input).await,
+            Operation::PutRecord => records::put_record(self, &ctx, input).await,
+            Operation::PutRecords => records::put_records(self, &ctx, input).await,
+            Operation::GetShardIterator => records::get_shard_iterator(self, &ctx, input).await,
+            Operation::GetRecords => records::get_records(self, &ctx, input).await,
+            Operation::IncreaseStreamRetentionPeriod => {
+                streams::change_retention(self, &ctx, input, RetentionChange::Increase).await
+            }
+            Operation::DecreaseStreamRetentionPeriod => {
+                streams::change_retention(self, &ctx, input, RetentionChange::Decrease).await
+            }
+            Operation::AddTagsToStream => tags::add_tags_to_stream(self, &ctx, input).await,
+            Operation::RemoveTagsFromStream => {
+                tags::remove_tags_from_stream(self, &ctx, input).await
+            }
+            Operation::ListTagsForStream => tags::list_tags_for_stream(self, &ctx, input).await,
+            Operation::TagResource => tags::tag_resource(self, &ctx, input).await,
+            Operation::UntagResource => tags::untag_resource(self, &ctx, input).await,
+            Operation::ListTagsForResource => tags::list_tags_for_resource(self, &ctx, input).await,
+            Operation::DescribeLimits => streams::describe_limits(self, &ctx, input).await,
+        }
+    }
+}
+
+impl Service for Api {
+    async fn call(&self, call: Call) -> Result<Value, KinesisError> {
+        let Some(operation) = Operation::parse(&call.operation) else {
+            return Err(KinesisError::new(
+                ErrorCode::UnknownOperationException,
+                format!(
+                    "Operation {} is not supported by this endpoint.",
+                    call.operation
+                ),
+            ));
+        };
+        self.handle(operation, &call.input).await
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The error for a page token that failed to open.
+fn common_token_error(error: TokenError, member: &str) -> KinesisError {
+    match error {
+        TokenError::Expired { .. } => KinesisError::new(
+            ErrorCode::ExpiredNextTokenException,
+            format!("The {member} has expired. Request a new one."),
+        ),
+        TokenError::Malformed => KinesisError::invalid_argument(format!("Invalid {member}.")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_names_round_trip() {
+        for operation in Operation::ALL {
+            assert_eq!(Operation::parse(operation.name()), Some(operation));
+        }
+        assert_eq!(Operation::parse("SubscribeToShardX"), None);
+    }
+}

@@ -1,0 +1,657 @@
+//! The data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
+//!
+//! Writes: records are routed by hash key to the shard that accepts writes for it, encoded once
+//! into one batch per shard and appended to the shard's Raft group; a record's sequence number
+//! follows from where its batch landed in the log. A shard sealed by a split or merge rejects
+//! the batch without writing it, and the records move to the child shard.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use riffle_control::model::ShardRecord;
+use riffle_control::model::StreamRecord;
+use riffle_shard::batch::BatchBuilder;
+use riffle_shard::consensus::ProposeError;
+use riffle_shard::shard::AppendError;
+use riffle_shard::shard::ShardReplica;
+use riffle_types::ErrorCode;
+use riffle_types::HashKey;
+use riffle_types::HashKeyError;
+use riffle_types::KinesisError;
+use riffle_types::SequenceNumber;
+use riffle_types::ShardId;
+use riffle_types::ShardIterator;
+use riffle_types::TokenError;
+use riffle_types::ValidationErrors;
+use riffle_types::limits;
+use riffle_types::seqnum::Position;
+
+use super::Api;
+use super::common::Ctx;
+use super::common::bounded_int;
+use super::common::check_shard_id;
+use super::common::data_stream;
+use super::common::find_shard;
+use super::common::find_stream;
+use super::common::quoted;
+use super::common::required_stream;
+use super::common::timestamp;
+use crate::wire::Map;
+use crate::wire::Value;
+
+/// How many times a write follows a shard that turned out sealed (a split can chain).
+const MAX_REROUTES: usize = 8;
+
+/// One record to write, validated.
+struct Entry {
+    partition_key: String,
+    data: Bytes,
+    hash: HashKey,
+}
+
+/// Where a record ended up.
+enum Outcome {
+    Written {
+        shard: ShardId,
+        sequence_number: String,
+    },
+    Failed {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// How AWS prints a blob in validation messages.
+fn blob_repr(data: &Bytes) -> String {
+    format!(
+        "'java.nio.HeapByteBuffer[pos=0 lim={0} cap={0}]'",
+        data.len()
+    )
+}
+
+/// Validates one record's members; `member` is the path prefix (`""` or `records.N.member.`).
+fn read_entry(
+    errors: &mut ValidationErrors,
+    input: &Map,
+    member: &str,
+) -> Result<Option<Entry>, KinesisError> {
+    let data = input.blob("Data")?;
+    let partition_key = input.string("PartitionKey")?;
+    let explicit = input.string("ExplicitHashKey")?;
+    match &data {
+        None => errors.push("null", &format!("{member}data"), "Member must not be null"),
+        Some(data) if data.len() > limits::MAX_RECORD_DATA_BYTES => errors.push(
+            &blob_repr(data),
+            &format!("{member}data"),
+            &format!(
+                "Member must have length less than or equal to {}",
+                limits::MAX_RECORD_DATA_BYTES
+            ),
+        ),
+        Some(_) => {}
+    }
+    match partition_key {
+        None => errors.push(
+            "null",
+            &format!("{member}partitionKey"),
+            "Member must not be null",
+        ),
+        Some(key) => {
+            let length = key.chars().count();
+            if length == 0 {
+                errors.push(
+                    &quoted(key),
+                    &format!("{member}partitionKey"),
+                    "Member must have length greater than or equal to 1",
+                );
+            } else if length > limits::MAX_PARTITION_KEY_CHARS {
+                errors.push(
+                    &quoted(key),
+                    &format!("{member}partitionKey"),
+                    "Member must have length less than or equal to 256",
+                );
+            }
+        }
+    }
+    let mut hash = None;
+    if let Some(text) = explicit {
+        match HashKey::parse_decimal(text) {
+            Ok(key) => hash = Some(key),
+            Err(HashKeyError::NotDecimal) => errors.push(
+                &quoted(text),
+                &format!("{member}explicitHashKey"),
+                "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
+            ),
+            Err(HashKeyError::OutOfRange) => {
+                return Err(KinesisError::invalid_argument(format!(
+                    "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {text}"
+                )));
+            }
+        }
+    }
+    let (Some(data), Some(partition_key)) = (data, partition_key) else {
+        return Ok(None);
+    };
+    let hash = hash.unwrap_or_else(|| HashKey::from_partition_key(partition_key));
+    Ok(Some(Entry {
+        partition_key: partition_key.to_string(),
+        data,
+        hash,
+    }))
+}
+
+/// The local replica serving a shard's data operations.
+fn replica_for(api: &Api, shard: &ShardRecord) -> Result<ShardReplica, KinesisError> {
+    api.node.local_shard(shard.group).ok_or_else(|| {
+        KinesisError::unavailable(format!(
+            "shard {} is not available on this node yet",
+            shard.id()
+        ))
+    })
+}
+
+fn append_failure(error: &AppendError) -> KinesisError {
+    match error {
+        AppendError::Closed => KinesisError::internal("shard closed while writing"),
+        AppendError::Propose(ProposeError::NotLeader { .. })
+        | AppendError::Propose(ProposeError::Stopped(_)) => {
+            KinesisError::unavailable(format!("shard has no leader right now: {error}"))
+        }
+        AppendError::Propose(ProposeError::Ambiguous(reason)) => KinesisError::internal(format!(
+            "write outcome unknown after a leader change: {reason}"
+        )),
+        AppendError::Unexpected(reason) => KinesisError::internal(reason.clone()),
+    }
+}
+
+/// Writes `entries` to `stream_name`, following sealed shards to their children.
+async fn write_entries(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    stream_name: &str,
+    entries: &[Entry],
+) -> Result<Vec<Outcome>, KinesisError> {
+    let mut outcomes: Vec<Option<Outcome>> = entries.iter().map(|_| None).collect();
+    let mut pending: Vec<usize> = (0..entries.len()).collect();
+    let mut sealed: Vec<u32> = Vec::new();
+    let arrival_ms = ctx.now_ms;
+    for _ in 0..MAX_REROUTES {
+        if pending.is_empty() {
+            break;
+        }
+        let state = api.node.control().state();
+        let stream: Arc<StreamRecord> = data_stream(ctx, &state, stream_name)?;
+        // Group the pending records by target shard, keeping request order within a shard.
+        let mut by_shard: Vec<(&ShardRecord, Vec<usize>)> = Vec::new();
+        for &index in &pending {
+            let Some(shard) = stream.route(entries[index].hash, &sealed) else {
+                outcomes[index] = Some(Outcome::Failed {
+                    code: ErrorCode::InternalFailureException,
+                    message: "no open shard covers the record's hash key".into(),
+                });
+                continue;
+            };
+            match by_shard
+                .iter_mut()
+                .find(|(candidate, _)| candidate.index == shard.index)
+            {
+                Some((_, indexes)) => indexes.push(index),
+                None => by_shard.push((shard, vec![index])),
+            }
+        }
+        let appends = by_shard.iter().map(|(shard, indexes)| async move {
+            let size: usize = indexes
+                .iter()
+                .map(|&index| {
+                    BatchBuilder::record_size(&entries[index].partition_key, &entries[index].data)
+                })
+                .sum();
+            let mut builder = BatchBuilder::new(arrival_ms, size);
+            for &index in indexes {
+                builder.push(&entries[index].partition_key, &entries[index].data);
+            }
+            let replica = replica_for(api, shard).map_err(|error| (error, false))?;
+            replica
+                .append(builder.finish(), arrival_ms)
+                .await
+                .map_err(|error| {
+                    let closed = matches!(error, AppendError::Closed);
+                    (append_failure(&error), closed)
+                })
+        });
+        let results = join_all(appends).await;
+        let mut still_pending = Vec::new();
+        for ((shard, indexes), result) in by_shard.iter().zip(results) {
+            match result {
+                Ok(entry) => {
+                    for (place, &index) in indexes.iter().enumerate() {
+                        let position = Position {
+                            entry,
+                            record: place as u32,
+                        };
+                        outcomes[index] = Some(Outcome::Written {
+                            shard: shard.id(),
+                            sequence_number: shard.sequence_number(position, arrival_ms).encode(),
+                        });
+                    }
+                }
+                Err((_, true)) => {
+                    sealed.push(shard.index);
+                    still_pending.extend(indexes.iter().copied());
+                }
+                Err((error, false)) => {
+                    for &index in indexes {
+                        outcomes[index] = Some(Outcome::Failed {
+                            code: error.code,
+                            message: error.message.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        still_pending.sort_unstable();
+        pending = still_pending;
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or(Outcome::Failed {
+                code: ErrorCode::InternalFailureException,
+                message: "the stream kept resharding while writing".into(),
+            })
+        })
+        .collect())
+}
+
+pub async fn put_record(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
+    let mut errors = ValidationErrors::new();
+    let name = required_stream(ctx, input, &mut errors)?;
+    let entry = read_entry(&mut errors, input, "")?;
+    let ordering = input.string("SequenceNumberForOrdering")?;
+    if let Some(text) = ordering {
+        let well_formed = text == "0"
+            || (!text.starts_with('0')
+                && !text.is_empty()
+                && text.len() <= 129
+                && text.bytes().all(|b| b.is_ascii_digit()));
+        if !well_formed {
+            errors.push(
+                &quoted(text),
+                "sequenceNumberForOrdering",
+                "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
+            );
+        }
+    }
+    errors.into_result()?;
+    if let Some(text) = ordering {
+        // Sequence numbers only grow within a shard, so any number we issued is already below
+        // the next one; foreign numbers are rejected as AWS does.
+        if SequenceNumber::parse(text).is_err() {
+            return Err(KinesisError::invalid_argument(format!(
+                "ExclusiveMinimumSequenceNumber {text} used in PutRecord on stream {name} under account {} is invalid.",
+                ctx.account
+            )));
+        }
+    }
+    let Some(entry) = entry else {
+        return Err(KinesisError::validation("record is incomplete"));
+    };
+    let outcomes = write_entries(api, ctx, &name, std::slice::from_ref(&entry)).await?;
+    match outcomes.into_iter().next() {
+        Some(Outcome::Written {
+            shard,
+            sequence_number,
+        }) => {
+            let mut output = Map::with_capacity(2);
+            output.push("ShardId", shard.to_string());
+            output.push("SequenceNumber", sequence_number);
+            Ok(Value::Map(output))
+        }
+        Some(Outcome::Failed { code, message }) => Err(KinesisError::new(code, message)),
+        None => Err(KinesisError::internal("no outcome for the record")),
+    }
+}
+
+pub async fn put_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
+    let mut errors = ValidationErrors::new();
+    let name = required_stream(ctx, input, &mut errors)?;
+    let records = input.array("Records")?;
+    let mut entries = Vec::new();
+    match records {
+        None => errors.push("null", "records", "Member must not be null"),
+        Some(records) if records.is_empty() => errors.push(
+            "[]",
+            "records",
+            "Member must have length greater than or equal to 1",
+        ),
+        Some(records) if records.len() > limits::MAX_PUT_RECORDS_ENTRIES => errors.push(
+            &format!("[{} records]", records.len()),
+            "records",
+            "Member must have length less than or equal to 500",
+        ),
+        Some(records) => {
+            entries.reserve(records.len());
+            for (index, record) in records.iter().enumerate() {
+                let record = crate::wire::fields(record)?;
+                if let Some(entry) = read_entry(
+                    &mut errors,
+                    record,
+                    &format!("records.{}.member.", index + 1),
+                )? {
+                    entries.push(entry);
+                }
+            }
+        }
+    }
+    errors.into_result()?;
+    let total: usize = entries
+        .iter()
+        .map(|entry| entry.data.len() + entry.partition_key.len())
+        .sum();
+    if total > limits::MAX_PUT_RECORDS_BYTES {
+        return Err(KinesisError::invalid_argument(format!(
+            "Records size exceeds {} MB limit",
+            limits::MAX_PUT_RECORDS_BYTES / 1_048_576
+        )));
+    }
+    let outcomes = write_entries(api, ctx, &name, &entries).await?;
+    let mut failed = 0i64;
+    let results: Vec<Value> = outcomes
+        .into_iter()
+        .map(|outcome| {
+            let mut result = Map::with_capacity(2);
+            match outcome {
+                Outcome::Written {
+                    shard,
+                    sequence_number,
+                } => {
+                    result.push("SequenceNumber", sequence_number);
+                    result.push("ShardId", shard.to_string());
+                }
+                Outcome::Failed { code, message } => {
+                    failed += 1;
+                    let (code, message) = match code {
+                        ErrorCode::ProvisionedThroughputExceededException => {
+                            (code.type_name(), message)
+                        }
+                        _ => {
+                            tracing::debug!(%message, "put_records entry failed");
+                            ("InternalFailure", "Internal Service Failure".to_string())
+                        }
+                    };
+                    result.push("ErrorCode", code);
+                    result.push("ErrorMessage", message);
+                }
+            }
+            Value::Map(result)
+        })
+        .collect();
+    let mut output = Map::with_capacity(2);
+    output.push("FailedRecordCount", failed);
+    output.push("Records", results);
+    Ok(Value::Map(output))
+}
+
+pub async fn get_shard_iterator(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    input: &Map,
+) -> Result<Value, KinesisError> {
+    let mut errors = ValidationErrors::new();
+    let name = required_stream(ctx, input, &mut errors)?;
+    let shard_id = input.string("ShardId")?;
+    check_shard_id(&mut errors, "shardId", shard_id, true);
+    let kind = input.string("ShardIteratorType")?;
+    const KINDS: [&str; 5] = [
+        "AT_SEQUENCE_NUMBER",
+        "AFTER_SEQUENCE_NUMBER",
+        "TRIM_HORIZON",
+        "LATEST",
+        "AT_TIMESTAMP",
+    ];
+    match kind {
+        None => errors.push("null", "shardIteratorType", "Member must not be null"),
+        Some(kind) if !KINDS.contains(&kind) => errors.push(
+            &quoted(kind),
+            "shardIteratorType",
+            "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]",
+        ),
+        Some(_) => {}
+    }
+    let starting = input.string("StartingSequenceNumber")?;
+    if let Some(text) = starting {
+        let well_formed = text == "0"
+            || (!text.starts_with('0')
+                && !text.is_empty()
+                && text.len() <= 129
+                && text.bytes().all(|b| b.is_ascii_digit()));
+        if !well_formed {
+            errors.push(
+                &quoted(text),
+                "startingSequenceNumber",
+                "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
+            );
+        }
+    }
+    let at_time = input.timestamp("Timestamp")?;
+    errors.into_result()?;
+    let kind = kind.unwrap_or_default();
+    let shard_id = shard_id.unwrap_or_default();
+
+    let state = api.node.control().state();
+    let stream = data_stream(ctx, &state, &name)?;
+    let shard = find_shard(ctx, &stream, shard_id)?;
+    let replica = replica_for(api, shard)?;
+    let position = match kind {
+        "TRIM_HORIZON" | "LATEST" => {
+            if starting.is_some() {
+                return Err(KinesisError::invalid_argument(format!(
+                    "Request for an iterator of type {kind} should not contain a StartingSequenceNumber."
+                )));
+            }
+            if kind == "LATEST" {
+                replica.latest()
+            } else {
+                Position {
+                    entry: 0,
+                    record: 0,
+                }
+            }
+        }
+        "AT_SEQUENCE_NUMBER" | "AFTER_SEQUENCE_NUMBER" => {
+            let Some(text) = starting else {
+                return Err(KinesisError::invalid_argument(format!(
+                    "A StartingSequenceNumber is required for an iterator of type {kind}."
+                )));
+            };
+            let number = own_sequence_number(ctx, &stream, shard, text)?;
+            let position = number.position();
+            if kind == "AT_SEQUENCE_NUMBER" {
+                position
+            } else {
+                Position {
+                    entry: position.entry,
+                    record: position.record + 1,
+                }
+            }
+        }
+        _ => {
+            let Some(at_time) = at_time else {
+                return Err(KinesisError::invalid_argument(
+                    "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.",
+                ));
+            };
+            let millis = at_time.millis.max(0) as u64;
+            if millis > ctx.now_ms {
+                return Err(KinesisError::invalid_argument(format!(
+                    "The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: {millis}, currentTimestampInMillis: {}",
+                    ctx.now_ms
+                )));
+            }
+            replica
+                .position_at_time(millis)
+                .map_err(|error| KinesisError::internal(error.to_string()))?
+        }
+    };
+    let iterator = ShardIterator {
+        stream_name: stream.name.clone(),
+        stream_created_ms: stream.created_ms,
+        shard_index: shard.index,
+        position,
+        issued_ms: ctx.now_ms,
+    };
+    Ok(Value::Map(
+        Map::new().with("ShardIterator", iterator.encode(&api.token_key()?)),
+    ))
+}
+
+/// Parses a sequence number that must belong to `shard` of this stream incarnation.
+fn own_sequence_number(
+    ctx: &Ctx<'_>,
+    stream: &StreamRecord,
+    shard: &ShardRecord,
+    text: &str,
+) -> Result<SequenceNumber, KinesisError> {
+    let number = SequenceNumber::parse(text).map_err(|_| {
+        KinesisError::invalid_argument(format!(
+            "StartingSequenceNumber {text} used in GetShardIterator on shard {} in stream {} under account {} is invalid.",
+            shard.id(),
+            stream.name,
+            ctx.account
+        ))
+    })?;
+    if number.shard_index != shard.index {
+        return Err(KinesisError::invalid_argument(format!(
+            "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to a shard with {}",
+            ShardId(number.shard_index),
+            shard.id()
+        )));
+    }
+    if number.shard_created_secs != shard.created_secs() {
+        return Err(KinesisError::invalid_argument(format!(
+            "StartingSequenceNumber {text} used in GetShardIterator on shard {} in stream {} under account {} did not come from this stream.",
+            shard.id(),
+            stream.name,
+            ctx.account
+        )));
+    }
+    Ok(number)
+}
+
+pub async fn get_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
+    let mut errors = ValidationErrors::new();
+    let token = input.string("ShardIterator")?;
+    match token {
+        None => errors.push("null", "shardIterator", "Member must not be null"),
+        Some(token) if token.is_empty() || token.len() > 512 => errors.push(
+            &quoted(token),
+            "shardIterator",
+            "Member must have length between 1 and 512",
+        ),
+        Some(_) => {}
+    }
+    let limit = bounded_int(
+        &mut errors,
+        input,
+        "Limit",
+        "limit",
+        1,
+        limits::MAX_GET_RECORDS_LIMIT as i64,
+    )?;
+    errors.into_result()?;
+    let iterator = ShardIterator::decode(token.unwrap_or_default(), &api.token_key()?, ctx.now_ms).map_err(|error| {
+        match error {
+            TokenError::Expired { issued_ms, now_ms } => KinesisError::new(
+                ErrorCode::ExpiredIteratorException,
+                format!(
+                    "Iterator expired. The iterator was created at time {issued_ms} while right now it is {now_ms} which is further in the future than the tolerated delay of {} milliseconds.",
+                    limits::ITERATOR_TTL_MS
+                ),
+            ),
+            TokenError::Malformed => KinesisError::invalid_argument("Invalid ShardIterator."),
+        }
+    })?;
+    let state = api.node.control().state();
+    let stream = find_stream(ctx, &state, &iterator.stream_name)?;
+    if stream.created_ms != iterator.stream_created_ms {
+        return Err(ctx.stream_not_found(&iterator.stream_name));
+    }
+    let shard = stream.shard(ShardId(iterator.shard_index)).ok_or_else(|| {
+        KinesisError::not_found(format!(
+            "Shard {} in stream {} under account {} does not exist",
+            ShardId(iterator.shard_index),
+            stream.name,
+            ctx.account
+        ))
+    })?;
+    let replica = replica_for(api, shard)?;
+    let max_records = limit
+        .map(|limit| limit as usize)
+        .unwrap_or(limits::MAX_GET_RECORDS_LIMIT);
+    let page = replica
+        .read(
+            iterator.position,
+            max_records,
+            limits::MAX_GET_RECORDS_BYTES,
+        )
+        .map_err(|error| {
+            KinesisError::internal(format!("cannot read shard {}: {error}", shard.id()))
+        })?;
+    let mut records = Vec::with_capacity(page.records.len());
+    for record in &page.records {
+        let mut value = Map::with_capacity(4);
+        value.push(
+            "SequenceNumber",
+            shard
+                .sequence_number(record.position, record.arrival_ms)
+                .encode(),
+        );
+        value.push("ApproximateArrivalTimestamp", timestamp(record.arrival_ms));
+        value.push("Data", record.data.clone());
+        value.push(
+            "PartitionKey",
+            String::from_utf8_lossy(&record.partition_key).into_owned(),
+        );
+        records.push(Value::Map(value));
+    }
+    let caught_up = page.next.entry > page.tip;
+    let millis_behind = match page.records.last() {
+        Some(last) if !caught_up => ctx.now_ms.saturating_sub(last.arrival_ms),
+        _ => 0,
+    };
+    let mut output = Map::with_capacity(4);
+    output.push("Records", records);
+    output.push("MillisBehindLatest", millis_behind as i64);
+    if page.end_of_shard {
+        let children: Vec<Value> = stream
+            .children(shard.index)
+            .map(|child| {
+                let mut range = Map::with_capacity(2);
+                range.push("StartingHashKey", child.range.start.to_string());
+                range.push("EndingHashKey", child.range.end.to_string());
+                let parents: Vec<Value> = [child.parent, child.adjacent_parent]
+                    .into_iter()
+                    .flatten()
+                    .map(|index| Value::from(ShardId(index).to_string()))
+                    .collect();
+                let mut value = Map::with_capacity(3);
+                value.push("ShardId", child.id().to_string());
+                value.push("ParentShards", parents);
+                value.push("HashKeyRange", range);
+                Value::Map(value)
+            })
+            .collect();
+        output.push("ChildShards", children);
+    } else {
+        let next = ShardIterator {
+            stream_name: stream.name.clone(),
+            stream_created_ms: stream.created_ms,
+            shard_index: shard.index,
+            position: page.next,
+            issued_ms: ctx.now_ms,
+        };
+        output.push("NextShardIterator", next.encode(&api.token_key()?));
+    }
+    Ok(Value::Map(output))
+}

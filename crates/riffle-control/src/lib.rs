@@ -1,0 +1,19 @@
+//! The control plane: the metadata Raft group that owns the truth about nodes, streams, shards
+//! and placement, and the node runtime that makes a node's local shard replicas match it.
+//!
+//! Every control decision is a committed [`command::ControlCommand`]; [`command::apply`] is
+//! pure, so it is unit-tested without Raft. This layer decides placement and drives stream
+//! lifecycles; it never reads or writes records (that is the shard layer's job).
+
+pub mod command;
+pub mod model;
+pub mod node;
+pub mod placement;
+pub mod plane;
+
+pub use command::ControlCommand;
+pub use command::ControlReply;
+pub use model::ControlState;
+pub use node::Node;
+pub use node::NodeConfig;
+pub use plane::ControlPlane;

@@ -1,0 +1,264 @@
+//! Configuration: defaults, overlaid by a TOML file (`--config`), overlaid by `RIFFLE_*`
+//! environment variables, overlaid by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+
+/// Options of `riffle server`. Every flag can also be set as `RIFFLE_<NAME>` or in the TOML file
+/// under the same name with underscores.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ServerArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "RIFFLE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address of the Kinesis API.
+    #[arg(long, env = "RIFFLE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory holding this node's data.
+    #[arg(long, env = "RIFFLE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This node's id (a positive integer, unique in the cluster, never reused).
+    #[arg(long, env = "RIFFLE_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// This node's availability zone.
+    #[arg(long, env = "RIFFLE_AZ")]
+    pub az: Option<String>,
+    /// Account id shown in ARNs and error messages (12 digits).
+    #[arg(long, env = "RIFFLE_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// Region shown in ARNs.
+    #[arg(long, env = "RIFFLE_REGION")]
+    pub region: Option<String>,
+    /// Open-shard limit across all streams.
+    #[arg(long, env = "RIFFLE_SHARD_LIMIT")]
+    pub shard_limit: Option<u32>,
+    /// Replicas per shard (capped by the number of nodes).
+    #[arg(long, env = "RIFFLE_REPLICATION_FACTOR")]
+    pub replication_factor: Option<u32>,
+    /// Journal segment size in MiB.
+    #[arg(long, env = "RIFFLE_SEGMENT_MIB")]
+    pub segment_mib: Option<u64>,
+    /// Seconds between retention trims.
+    #[arg(long, env = "RIFFLE_RETENTION_CHECK_SECS")]
+    pub retention_check_secs: Option<u64>,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `riffle=debug`.
+    #[arg(long, env = "RIFFLE_LOG")]
+    pub log: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "RIFFLE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Once serving, write the bound API address to this file (for scripts and tests).
+    #[arg(long, env = "RIFFLE_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// The TOML file's shape (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    node_id: Option<u64>,
+    az: Option<String>,
+    account_id: Option<String>,
+    region: Option<String>,
+    shard_limit: Option<u32>,
+    replication_factor: Option<u32>,
+    segment_mib: Option<u64>,
+    retention_check_secs: Option<u64>,
+    log: Option<String>,
+    log_format: Option<String>,
+    ready_file: Option<PathBuf>,
+}
+
+/// The effective configuration.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub node_id: u64,
+    pub az: String,
+    pub account_id: String,
+    pub region: String,
+    pub shard_limit: u32,
+    pub replication_factor: u32,
+    pub segment_mib: u64,
+    pub retention_check_secs: u64,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl ServerArgs {
+    /// Resolves flags and environment (already merged by clap) over the file over defaults.
+    pub fn resolve(&self) -> anyhow::Result<ServerConfig> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let log_format = match self
+            .log_format
+            .clone()
+            .or(file.log_format)
+            .as_deref()
+            .unwrap_or("text")
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => anyhow::bail!("log_format must be `text` or `json`, not `{other}`"),
+        };
+        let config = ServerConfig {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4567))),
+            data_dir: self
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./riffle-data")),
+            node_id: self.node_id.or(file.node_id).unwrap_or(1),
+            az: self
+                .az
+                .clone()
+                .or(file.az)
+                .unwrap_or_else(|| "az-a".to_string()),
+            account_id: self
+                .account_id
+                .clone()
+                .or(file.account_id)
+                .unwrap_or_else(|| "000000000000".to_string()),
+            region: self
+                .region
+                .clone()
+                .or(file.region)
+                .unwrap_or_else(|| "us-east-1".to_string()),
+            shard_limit: self
+                .shard_limit
+                .or(file.shard_limit)
+                .unwrap_or(riffle_types::limits::DEFAULT_SHARD_LIMIT),
+            replication_factor: self
+                .replication_factor
+                .or(file.replication_factor)
+                .unwrap_or(3),
+            segment_mib: self.segment_mib.or(file.segment_mib).unwrap_or(64),
+            retention_check_secs: self
+                .retention_check_secs
+                .or(file.retention_check_secs)
+                .unwrap_or(60),
+            log: self
+                .log
+                .clone()
+                .or(file.log)
+                .unwrap_or_else(|| "info".to_string()),
+            log_format,
+            ready_file: self.ready_file.clone().or(file.ready_file),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl ServerConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.node_id > 0, "node_id must be a positive integer");
+        anyhow::ensure!(
+            self.account_id.len() == 12 && self.account_id.bytes().all(|b| b.is_ascii_digit()),
+            "account_id must be 12 digits"
+        );
+        anyhow::ensure!(
+            !self.region.is_empty() && !self.region.contains(':'),
+            "region must be a plain name"
+        );
+        anyhow::ensure!(
+            self.replication_factor >= 1,
+            "replication_factor must be at least 1"
+        );
+        anyhow::ensure!(self.segment_mib >= 1, "segment_mib must be at least 1");
+        anyhow::ensure!(
+            self.retention_check_secs >= 1,
+            "retention_check_secs must be at least 1"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_readme() {
+        let config = ServerArgs::default().resolve().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:4567");
+        assert_eq!(config.data_dir, PathBuf::from("./riffle-data"));
+        assert_eq!(config.account_id, "000000000000");
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("riffle.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nregion = \"eu-west-1\"\nshard_limit = 7\n",
+        )
+        .unwrap();
+        let args = ServerArgs {
+            config: Some(path),
+            shard_limit: Some(9),
+            ..ServerArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.region, "eu-west-1");
+        assert_eq!(config.shard_limit, 9, "a flag beats the file");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("riffle.toml");
+        std::fs::write(&path, "no_such_option = 1\n").unwrap();
+        assert!(
+            ServerArgs {
+                config: Some(path),
+                ..ServerArgs::default()
+            }
+            .resolve()
+            .is_err()
+        );
+        assert!(
+            ServerArgs {
+                account_id: Some("12".into()),
+                ..ServerArgs::default()
+            }
+            .resolve()
+            .is_err()
+        );
+        assert!(
+            ServerArgs {
+                node_id: Some(0),
+                ..ServerArgs::default()
+            }
+            .resolve()
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! `riffle`: runs a Riffle node. `riffle` alone is `riffle server`.
+
+mod config;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use clap::Subcommand;
+use riffle_api::Api;
+use riffle_control::Node;
+use riffle_control::NodeConfig;
+use riffle_storage::DiskOptions;
+use riffle_storage::DiskStorage;
+use riffle_storage::Storage;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+use crate::config::ServerArgs;
+use crate::config::ServerConfig;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "riffle",
+    version,
+    about = "A self-hosted, replicated Kinesis Data Streams service"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node (the default).
+    Server(ServerArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Server(args)) => args,
+        None => cli.server,
+    };
+    let config = args.resolve()?;
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("riffle")
+        .build()?;
+    runtime.block_on(run(config))
+}
+
+fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&config.log)
+        .with_context(|| format!("invalid log filter `{}`", config.log))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    }
+    .map_err(|error| anyhow::anyhow!("cannot install the logger: {error}"))
+}
+
+async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the Kinesis API to {}", config.listen))?;
+    let api_addr = listener.local_addr()?;
+
+    let mut disk = DiskOptions::new(config.data_dir.clone());
+    disk.segment_bytes = config.segment_mib * 1024 * 1024;
+    let storage: Arc<dyn Storage> = Arc::new(
+        DiskStorage::open(disk)
+            .with_context(|| format!("opening storage in {}", config.data_dir.display()))?,
+    );
+    let node_config = NodeConfig {
+        node_id: config.node_id,
+        az: config.az.clone(),
+        api_addr: api_addr.to_string(),
+        peer_addr: String::new(),
+        account: config.account_id.clone(),
+        region: config.region.clone(),
+        shard_limit: config.shard_limit,
+        replication_factor: config.replication_factor,
+        retention_interval: Duration::from_secs(config.retention_check_secs),
+    };
+    let node = Node::start(node_config, storage.clone())
+        .await
+        .context("starting the node")?;
+    let api = Arc::new(Api::new(node.clone()));
+
+    tracing::info!(listen = %api_addr, data_dir = %config.data_dir.display(), node_id = config.node_id, "riffle is serving");
+    if let Some(path) = &config.ready_file {
+        std::fs::write(path, api_addr.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    riffle_api::http::serve(listener, api, shutdown_signal())
+        .await
+        .context("serving the Kinesis API")?;
+
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    storage.flush(Box::new(move |result| {
+        let _ = done_tx.send(result);
+    }));
+    match done_rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => tracing::info!("stopped cleanly"),
+        Ok(Err(error)) => tracing::error!(%error, "final flush failed"),
+        Err(_) => tracing::error!("final flush did not finish in time"),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,295 @@
+//! A running Raft group on this node: start/stop, bootstrap, propose, leadership.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::Config;
+use openraft::ReadPolicy;
+use openraft::SnapshotPolicy;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::errors::ClientWriteError;
+use openraft::errors::InitializeError;
+use openraft::errors::LinearizableReadError;
+use openraft::errors::RaftError;
+use openraft::raft::ClientWriteResponse;
+use riffle_storage::GroupId;
+use riffle_storage::Storage;
+
+use super::log_store::LogStore;
+use super::network::Network;
+use super::network::PeerTransport;
+use super::state_machine::Machine;
+use super::state_machine::StateMachineStore;
+use super::types::Command;
+use super::types::ReplicaId;
+use super::types::ReplicaNode;
+use super::types::Reply;
+use super::types::TypeConfig;
+
+type RaftHandle<M> = openraft::Raft<TypeConfig, StateMachineStore<M>>;
+
+/// Timers and log policy of one kind of group.
+#[derive(Clone, Debug)]
+pub struct GroupOptions {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many entries (`None`: only when asked, e.g. by retention).
+    pub snapshot_every: Option<u64>,
+    /// Purge the log automatically behind snapshots (keeping this many entries), or never
+    /// (`None`: the application purges, e.g. shard retention).
+    pub keep_after_snapshot: Option<u64>,
+}
+
+impl GroupOptions {
+    /// Shard groups: slow timers (idle groups must be cheap), log purged only by retention.
+    pub fn shard() -> Self {
+        GroupOptions {
+            heartbeat_ms: 300,
+            election_timeout_min_ms: 1500,
+            election_timeout_max_ms: 3000,
+            snapshot_every: None,
+            keep_after_snapshot: None,
+        }
+    }
+
+    /// The metadata group: few instances, so faster failover; its log is compacted by snapshots.
+    pub fn control() -> Self {
+        GroupOptions {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_every: Some(1000),
+            keep_after_snapshot: Some(1000),
+        }
+    }
+
+    fn raft_config(&self, group: GroupId) -> Result<Config, GroupError> {
+        let config = Config {
+            cluster_name: format!("riffle-group-{group}"),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            snapshot_policy: match self.snapshot_every {
+                Some(entries) => SnapshotPolicy::LogsSinceLast(entries),
+                None => SnapshotPolicy::Never,
+            },
+            max_in_snapshot_log_to_keep: self.keep_after_snapshot.unwrap_or(u64::MAX),
+            purge_batch_size: 1,
+            // Large snapshots (a shard's retained records) must not time out mid-transfer.
+            install_snapshot_timeout: 60_000,
+            api_channel_size: Some(4096),
+            notification_channel_size: Some(4096),
+            enable_pre_vote: Some(true),
+            ..Config::default()
+        };
+        config
+            .validate()
+            .map_err(|error| GroupError::Config(error.to_string()))
+    }
+}
+
+/// Why a group could not be started or used.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error("invalid raft configuration: {0}")]
+    Config(String),
+    #[error("group storage failed: {0}")]
+    Storage(#[from] io::Error),
+    #[error("raft group stopped: {0}")]
+    Stopped(String),
+    #[error("group could not be initialized: {0}")]
+    Initialize(String),
+}
+
+/// Why a proposal did not produce a reply.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// This replica is not the leader; nothing was appended.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        leader: Option<(ReplicaId, ReplicaNode)>,
+    },
+    /// The entry was appended but discarded when another leader took over: it may or may not be
+    /// committed by the new leader. The caller cannot know; the write is ambiguous.
+    #[error("leadership changed while the entry was in flight: {0}")]
+    Ambiguous(String),
+    /// The group has stopped (shut down or failed).
+    #[error("raft group stopped: {0}")]
+    Stopped(String),
+}
+
+/// A committed and applied proposal.
+#[derive(Clone, Debug)]
+pub struct Proposed {
+    /// The log index the command was committed at.
+    pub index: u64,
+    pub reply: Reply,
+}
+
+/// A Raft group replica running on this node.
+pub struct Group<M: Machine> {
+    id: GroupId,
+    replica: ReplicaId,
+    raft: RaftHandle<M>,
+    state_machine: StateMachineStore<M>,
+}
+
+impl<M: Machine> Clone for Group<M> {
+    fn clone(&self) -> Self {
+        Group {
+            id: self.id,
+            replica: self.replica,
+            raft: self.raft.clone(),
+            state_machine: self.state_machine.clone(),
+        }
+    }
+}
+
+impl<M: Machine> Group<M> {
+    /// Starts replica `replica` of group `id` over existing (or empty) storage for the group.
+    pub async fn start(
+        storage: Arc<dyn Storage>,
+        id: GroupId,
+        replica: ReplicaId,
+        machine: M,
+        options: &GroupOptions,
+        transport: Option<Arc<dyn PeerTransport>>,
+    ) -> Result<Self, GroupError> {
+        let config = Arc::new(options.raft_config(id)?);
+        let log_store = LogStore::new(storage.clone(), id);
+        let state_machine = StateMachineStore::open(storage, id, machine)?;
+        let network = Network::new(id, transport);
+        let raft = openraft::Raft::new(replica, config, network, log_store, state_machine.clone())
+            .await
+            .map_err(|fatal| GroupError::Stopped(fatal.to_string()))?;
+        Ok(Group {
+            id,
+            replica,
+            raft,
+            state_machine,
+        })
+    }
+
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+
+    pub fn replica(&self) -> ReplicaId {
+        self.replica
+    }
+
+    /// Makes `members` the group's first membership if the group has never been initialized;
+    /// a no-op otherwise (so every member may call it with the same set).
+    pub async fn bootstrap(
+        &self,
+        members: BTreeMap<ReplicaId, ReplicaNode>,
+    ) -> Result<(), GroupError> {
+        let single_voter = members.len() == 1 && members.contains_key(&self.replica);
+        match self.raft.initialize(members).await {
+            Ok(()) => {}
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => return Ok(()),
+            Err(error) => return Err(GroupError::Initialize(error.to_string())),
+        }
+        if single_voter {
+            // Nobody else can win, so do not wait out an election timeout.
+            self.raft
+                .trigger()
+                .elect(false)
+                .await
+                .map_err(|fatal| GroupError::Stopped(fatal.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether this replica is the leader right now.
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.replica)
+    }
+
+    /// The current leader's replica id, if known.
+    pub fn leader(&self) -> Option<ReplicaId> {
+        self.raft.server_metrics().borrow_watched().current_leader
+    }
+
+    /// Waits until the group knows a leader (or `timeout` passes).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<ReplicaId> {
+        let metrics = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "leader known")
+            .await
+            .ok()?;
+        metrics.current_leader
+    }
+
+    /// Proposes a command; returns once it is committed (durable on a majority) and applied here.
+    pub async fn propose(&self, command: Command) -> Result<Proposed, ProposeError> {
+        match self.raft.client_write(command).await {
+            Ok(ClientWriteResponse { log_id, data, .. }) => Ok(Proposed {
+                index: log_id.index,
+                reply: data,
+            }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                let leader = match (forward.leader_id, forward.leader_node) {
+                    (Some(id), Some(node)) => Some((id, node)),
+                    _ => None,
+                };
+                Err(ProposeError::NotLeader { leader })
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(forward))) => {
+                Err(ProposeError::Ambiguous(forward.to_string()))
+            }
+            Err(RaftError::APIError(other)) => Err(ProposeError::Stopped(other.to_string())),
+            Err(RaftError::Fatal(fatal)) => Err(ProposeError::Stopped(fatal.to_string())),
+        }
+    }
+
+    /// Returns once this replica has confirmed it is the leader and has applied everything
+    /// committed before the call (a linearizable read barrier).
+    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => {
+                let leader = match (forward.leader_id, forward.leader_node) {
+                    (Some(id), Some(node)) => Some((id, node)),
+                    _ => None,
+                };
+                Err(ProposeError::NotLeader { leader })
+            }
+            Err(RaftError::APIError(other)) => Err(ProposeError::Stopped(other.to_string())),
+            Err(RaftError::Fatal(fatal)) => Err(ProposeError::Stopped(fatal.to_string())),
+        }
+    }
+
+    /// Builds a snapshot now and then purges the log up to `upto` (at most up to the snapshot).
+    pub async fn snapshot_and_purge(&self, upto: u64) -> Result<(), GroupError> {
+        let stopped =
+            |fatal: openraft::errors::Fatal<TypeConfig>| GroupError::Stopped(fatal.to_string());
+        self.raft.trigger().snapshot().await.map_err(stopped)?;
+        let wanted = Some(upto);
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(
+                |m| m.snapshot.map(|s| s.index) >= wanted,
+                "snapshot covers purge point",
+            )
+            .await;
+        self.raft.trigger().purge_log(upto).await.map_err(stopped)
+    }
+
+    /// Runs `f` on the state machine.
+    pub async fn with_machine<T>(&self, f: impl FnOnce(&M) -> T) -> T {
+        self.state_machine.with_machine(f).await
+    }
+
+    /// Stops the replica's tasks. Storage is left as is.
+    pub async fn shutdown(&self) {
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(group = self.id, %error, "raft group did not shut down cleanly");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Test support: start real `riffle` processes on loopback and talk to them with the official
+//! `aws-sdk-kinesis` client.
+//!
+//! The binary is the one cargo built next to the test executable (`target/<profile>/riffle`);
+//! `scripts/test.sh` builds it first. Set `RIFFLE_BIN` to use another one.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context;
+use anyhow::bail;
+use aws_credential_types::Credentials;
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::BehaviorVersion;
+use aws_sdk_kinesis::config::Region;
+
+/// Path of the `riffle` binary under test.
+pub fn riffle_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("RIFFLE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/riffle
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable is not inside a cargo target directory")?;
+    let binary = profile_dir.join("riffle");
+    if !binary.exists() {
+        bail!(
+            "{} does not exist: build it first with `cargo build -p riffle-server`",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// A `riffle` node running as a child process. Killed when dropped.
+pub struct RiffleProcess {
+    child: Option<Child>,
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+}
+
+impl RiffleProcess {
+    /// Starts a node on `127.0.0.1:0` over `data_dir` and waits until it serves.
+    pub fn start(data_dir: &Path) -> anyhow::Result<RiffleProcess> {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Like [`RiffleProcess::start`] with extra command-line arguments.
+    pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<RiffleProcess> {
+        std::fs::create_dir_all(data_dir)?;
+        let ready_file = data_dir.join("ready");
+        let _ = std::fs::remove_file(&ready_file);
+        let log_path = data_dir.join("riffle.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let child = Command::new(riffle_binary()?)
+            .arg("server")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir.join("data"))
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .arg("--log")
+            .arg("info,riffle=debug")
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning riffle")?;
+        let mut process = RiffleProcess {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready_file) {
+                if let Ok(addr) = text.trim().parse() {
+                    process.addr = addr;
+                    return Ok(process);
+                }
+            }
+            if let Some(child) = process.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "riffle exited with {status} before serving; log:\n{}",
+                        process.log()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "riffle did not become ready within 60 s; log:\n{}",
+                    process.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for a clean exit (returns the exit status success).
+    pub fn terminate(&mut self) -> anyhow::Result<bool> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(true);
+        };
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            if Instant::now() > deadline {
+                child.kill()?;
+                child.wait()?;
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RiffleProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An `aws-sdk-kinesis` client for `endpoint` with dummy credentials.
+pub fn client(endpoint: &str) -> Client {
+    let credentials = Credentials::new(
+        "AKIDRIFFLETEST",
+        "riffle-test-secret",
+        None,
+        None,
+        "riffle-tests",
+    );
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials)
+        .build();
+    Client::from_conf(config)
+}
+
+/// A unique stream name for a test.
+pub fn stream_name(prefix: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// Waits until the stream is ACTIVE.
+pub async fn wait_active(client: &Client, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await?;
+        let status = summary
+            .stream_description_summary()
+            .map(|s| s.stream_status().as_str().to_string());
+        if status.as_deref() == Some("ACTIVE") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("stream {name} is still {status:?} after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The error code (`__type`) of a failed SDK call.
+pub fn error_code<E, R>(error: &aws_sdk_kinesis::error::SdkError<E, R>) -> Option<String>
+where
+    E: aws_sdk_kinesis::error::ProvideErrorMetadata,
+{
+    use aws_sdk_kinesis::error::ProvideErrorMetadata;
+    match error {
+        aws_sdk_kinesis::error::SdkError::ServiceError(service) => {
+            service.err().code().map(str::to_string)
+        }
+        _ => error.code().map(str::to_string),
+    }
+}
