@@ -74,7 +74,7 @@ impl RiffleProcess {
             .arg("--ready-file")
             .arg(&ready_file)
             .arg("--log")
-            .arg("info,riffle=debug")
+            .arg("info,openraft=warn")
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -305,10 +305,8 @@ impl Node {
                 })
                 .collect();
             replica.group().bootstrap(members).await?;
-        } else if shard.replicas.len() == 1 {
-            // A single replica restarting: take leadership back without an election timeout.
-            replica.group().bootstrap(BTreeMap::new()).await.ok();
         }
+        replica.group().campaign_if_sole_voter().await?;
         if let Ok(mut shards) = self.shards.write() {
             shards.insert(group, replica);
         }

@@ -165,7 +165,7 @@ impl ServerArgs {
                 .log
                 .clone()
                 .or(file.log)
-                .unwrap_or_else(|| "info".to_string()),
+                .unwrap_or_else(|| "info,openraft=warn".to_string()),
             log_format,
             ready_file: self.ready_file.clone().or(file.ready_file),
         };

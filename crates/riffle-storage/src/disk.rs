@@ -38,6 +38,7 @@ use bytes::Bytes;
 
 use crate::Durable;
 use crate::GroupId;
+use crate::KeyValue;
 use crate::KvOp;
 use crate::LogBounds;
 use crate::LogPosition;
@@ -81,7 +82,10 @@ pub struct DiskOptions {
 impl DiskOptions {
     /// Options with defaults for everything but the directory.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        DiskOptions { dir: dir.into(), segment_bytes: DEFAULT_SEGMENT_BYTES }
+        DiskOptions {
+            dir: dir.into(),
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
     }
 }
 
@@ -172,15 +176,36 @@ impl Slot {
     pub(crate) const HOLE: u32 = u32::MAX - 1;
 
     pub(crate) fn pending(record: &LogRecord) -> Slot {
-        Slot { term: record.term, tag: record.tag, offset: 0, len: 0, segment: Slot::PENDING, kind: record.kind }
+        Slot {
+            term: record.term,
+            tag: record.tag,
+            offset: 0,
+            len: 0,
+            segment: Slot::PENDING,
+            kind: record.kind,
+        }
     }
 
     pub(crate) fn on_disk(term: u64, tag: u64, kind: u8, location: Location) -> Slot {
-        Slot { term, tag, offset: location.offset, len: location.len, segment: location.segment, kind }
+        Slot {
+            term,
+            tag,
+            offset: location.offset,
+            len: location.len,
+            segment: location.segment,
+            kind,
+        }
     }
 
     pub(crate) fn hole() -> Slot {
-        Slot { term: 0, tag: 0, offset: 0, len: 0, segment: Slot::HOLE, kind: 0 }
+        Slot {
+            term: 0,
+            tag: 0,
+            offset: 0,
+            len: 0,
+            segment: Slot::HOLE,
+            kind: 0,
+        }
     }
 
     pub(crate) fn is_pending(&self) -> bool {
@@ -231,19 +256,47 @@ pub(crate) struct GroupLog {
 
 impl GroupLog {
     pub(crate) fn new(index: LogIndex<Slot>) -> Self {
-        GroupLog { index, pending: BTreeMap::new(), last_op_seq: 0, dropped: false }
+        GroupLog {
+            index,
+            pending: BTreeMap::new(),
+            last_op_seq: 0,
+            dropped: false,
+        }
     }
 }
 
 /// Work for the journal thread.
 pub(crate) enum Op {
-    Append { group: GroupId, log: Arc<Mutex<GroupLog>>, records: Vec<LogRecord>, done: Durable },
-    Truncate { group: GroupId, after: Option<u64> },
-    Purge { group: GroupId, upto: LogPosition },
-    Kv { space: String, ops: Vec<KvOp>, done: Option<Durable> },
-    Flush { done: Durable },
-    CreateGroup { group: GroupId, reply: mpsc::Sender<io::Result<()>> },
-    DropGroup { group: GroupId, reply: mpsc::Sender<io::Result<()>> },
+    Append {
+        group: GroupId,
+        log: Arc<Mutex<GroupLog>>,
+        records: Vec<LogRecord>,
+        done: Durable,
+    },
+    Truncate {
+        group: GroupId,
+        after: Option<u64>,
+    },
+    Purge {
+        group: GroupId,
+        upto: LogPosition,
+    },
+    Kv {
+        space: String,
+        ops: Vec<KvOp>,
+        done: Option<Durable>,
+    },
+    Flush {
+        done: Durable,
+    },
+    CreateGroup {
+        group: GroupId,
+        reply: mpsc::Sender<io::Result<()>>,
+    },
+    DropGroup {
+        group: GroupId,
+        reply: mpsc::Sender<io::Result<()>>,
+    },
 }
 
 /// What the journal thread should do once the queue is empty.
@@ -266,17 +319,25 @@ pub(crate) struct Queue {
 /// sequence number of the write and the value (`None` = deleted).
 pub(crate) type Overlay = HashMap<String, BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>>;
 
+/// Read-only segment handles kept open at most (a node retaining much data has many segments;
+/// file descriptors are limited). Readers of an evicted segment simply open it again.
+const MAX_OPEN_SEGMENTS: usize = 128;
+
 /// Read-only handles of journal segments, opened on demand.
 pub(crate) struct SegmentReaders {
     dir: PathBuf,
-    open: Mutex<HashMap<u64, Arc<File>>>,
+    open: Mutex<BTreeMap<u64, Arc<File>>>,
     /// Segments below this were deleted.
     first_live: AtomicU64,
 }
 
 impl SegmentReaders {
     fn new(dir: PathBuf, first_live: u64) -> Self {
-        SegmentReaders { dir, open: Mutex::new(HashMap::new()), first_live: AtomicU64::new(first_live) }
+        SegmentReaders {
+            dir,
+            open: Mutex::new(BTreeMap::new()),
+            first_live: AtomicU64::new(first_live),
+        }
     }
 
     /// A handle of segment `seq`; `NotFound` once it was deleted.
@@ -284,7 +345,12 @@ impl SegmentReaders {
         if let Some(file) = lock(&self.open).get(&seq) {
             return Ok(file.clone());
         }
-        let gone = || io::Error::new(io::ErrorKind::NotFound, format!("journal segment {seq} was deleted"));
+        let gone = || {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("journal segment {seq} was deleted"),
+            )
+        };
         if seq < self.first_live.load(Ordering::SeqCst) {
             return Err(gone());
         }
@@ -295,7 +361,15 @@ impl SegmentReaders {
         if seq < self.first_live.load(Ordering::SeqCst) {
             return Err(gone());
         }
-        Ok(open.entry(seq).or_insert(file).clone())
+        let file = open.entry(seq).or_insert(file).clone();
+        if open.len() > MAX_OPEN_SEGMENTS {
+            // The oldest segments are the least read (only by consumers far behind).
+            let evicted = open.keys().copied().find(|open_seq| *open_seq != seq);
+            if let Some(evicted) = evicted {
+                open.remove(&evicted);
+            }
+        }
+        Ok(file)
     }
 
     /// Forgets segment `seq` before it is deleted. Segments are deleted oldest first.
@@ -349,13 +423,22 @@ impl Shared {
     }
 
     fn group(&self, group: GroupId) -> Result<Arc<Mutex<GroupLog>>, StorageError> {
-        read_lock(&self.groups).get(&group).cloned().ok_or(StorageError::UnknownGroup { group })
+        read_lock(&self.groups)
+            .get(&group)
+            .cloned()
+            .ok_or(StorageError::UnknownGroup { group })
     }
 
     /// Runs `inspect` on a group's state (map lock, then group lock: the documented order).
-    fn with_log<T>(&self, group: GroupId, inspect: impl FnOnce(&GroupLog) -> T) -> Result<T, StorageError> {
+    fn with_log<T>(
+        &self,
+        group: GroupId,
+        inspect: impl FnOnce(&GroupLog) -> T,
+    ) -> Result<T, StorageError> {
         let groups = read_lock(&self.groups);
-        let log = groups.get(&group).ok_or(StorageError::UnknownGroup { group })?;
+        let log = groups
+            .get(&group)
+            .ok_or(StorageError::UnknownGroup { group })?;
         Ok(inspect(&lock(log)))
     }
 
@@ -382,13 +465,19 @@ impl DiskStorage {
     /// Opens (or creates) the storage in `options.dir`, replaying the journal. Blocking: reads
     /// every record header of the journal (payloads only of the newest segment).
     pub fn open(options: DiskOptions) -> Result<DiskStorage, StorageError> {
-        let segment_bytes = options.segment_bytes.clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
+        let segment_bytes = options
+            .segment_bytes
+            .clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
         let journal_dir = options.dir.join("journal");
         let meta_dir = options.dir.join("meta");
         create_dir_durably(&journal_dir)?;
         create_dir_durably(&meta_dir)?;
 
-        let db = sled::Config::new().path(&meta_dir).flush_every_ms(None).open().map_err(sled_error)?;
+        let db = sled::Config::new()
+            .path(&meta_dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(sled_error)?;
         let groups_tree = db.open_tree(GROUPS_TREE).map_err(sled_error)?;
         let mut metas = HashMap::new();
         for entry in groups_tree.iter() {
@@ -400,13 +489,20 @@ impl DiskStorage {
         let recovered = recovery::recover(&journal_dir, &metas)?;
         let mut trees = HashMap::new();
         for name in db.tree_names() {
-            let Ok(space) = std::str::from_utf8(&name) else { continue };
+            let Ok(space) = std::str::from_utf8(&name) else {
+                continue;
+            };
             if check_space_name(space).is_err() {
                 continue;
             }
             trees.insert(space.to_string(), db.open_tree(&name).map_err(sled_error)?);
         }
-        let first_live = recovered.segments.keys().next().copied().unwrap_or(recovered.active.seq);
+        let first_live = recovered
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(recovered.active.seq);
         let groups = recovered
             .groups
             .into_iter()
@@ -414,7 +510,11 @@ impl DiskStorage {
             .collect();
         let shared = Arc::new(Shared {
             groups: RwLock::new(groups),
-            queue: Mutex::new(Queue { ops: Vec::new(), next_seq: 1, mode: RunMode::Running }),
+            queue: Mutex::new(Queue {
+                ops: Vec::new(),
+                next_seq: 1,
+                mode: RunMode::Running,
+            }),
             queue_ready: Condvar::new(),
             overlay: Mutex::new(HashMap::new()),
             db,
@@ -439,7 +539,10 @@ impl DiskStorage {
             .name("riffle-journal".to_string())
             .spawn(move || writer.run())
             .map_err(StorageError::Io)?;
-        Ok(DiskStorage { shared, writer: Some(handle) })
+        Ok(DiskStorage {
+            shared,
+            writer: Some(handle),
+        })
     }
 
     /// Counters of the journal thread.
@@ -456,7 +559,9 @@ impl DiskStorage {
     }
 
     fn stop(&mut self, mode: RunMode) {
-        let Some(handle) = self.writer.take() else { return };
+        let Some(handle) = self.writer.take() else {
+            return;
+        };
         lock(&self.shared.queue).mode = mode;
         self.shared.queue_ready.notify_all();
         if handle.join().is_err() {
@@ -465,12 +570,17 @@ impl DiskStorage {
     }
 
     /// Enqueues a membership operation and blocks until the journal thread answered.
-    fn wait_for(&self, make_op: impl FnOnce(mpsc::Sender<io::Result<()>>) -> Op) -> Result<(), StorageError> {
+    fn wait_for(
+        &self,
+        make_op: impl FnOnce(mpsc::Sender<io::Result<()>>) -> Op,
+    ) -> Result<(), StorageError> {
         let (reply, answer) = mpsc::channel();
         self.shared.enqueue(make_op(reply));
         match answer.recv() {
             Ok(result) => result.map_err(StorageError::Io),
-            Err(_) => Err(StorageError::Io(io::Error::other("storage journal thread stopped"))),
+            Err(_) => Err(StorageError::Io(io::Error::other(
+                "storage journal thread stopped",
+            ))),
         }
     }
 
@@ -505,24 +615,32 @@ impl DiskStorage {
                 run_end += u64::from(next_location.len);
                 run_stop += 1;
             }
-            let file = self.shared.segments.get(u64::from(first_location.segment))?;
-            let run_len = usize::try_from(run_end - run_start)
-                .map_err(|_| StorageError::Corrupt("journal read run exceeds address space".to_string()))?;
-            let mut buffer = vec![0u8; run_len];
-            file.read_exact_at(&mut buffer, run_start).map_err(|error| {
-                if error.kind() == io::ErrorKind::UnexpectedEof {
-                    StorageError::Corrupt(format!(
-                        "journal segment {} ends before offset {run_end}",
-                        first_location.segment
-                    ))
-                } else {
-                    StorageError::Io(error)
-                }
+            let file = self
+                .shared
+                .segments
+                .get(u64::from(first_location.segment))?;
+            let run_len = usize::try_from(run_end - run_start).map_err(|_| {
+                StorageError::Corrupt("journal read run exceeds address space".to_string())
             })?;
+            let mut buffer = vec![0u8; run_len];
+            file.read_exact_at(&mut buffer, run_start)
+                .map_err(|error| {
+                    if error.kind() == io::ErrorKind::UnexpectedEof {
+                        StorageError::Corrupt(format!(
+                            "journal segment {} ends before offset {run_end}",
+                            first_location.segment
+                        ))
+                    } else {
+                        StorageError::Io(error)
+                    }
+                })?;
             let run = Bytes::from(buffer);
             for planned in &plan[position..run_stop] {
-                let Some(location) = planned.slot.location() else { continue };
-                let start = usize::try_from(u64::from(location.offset) - run_start).unwrap_or(usize::MAX);
+                let Some(location) = planned.slot.location() else {
+                    continue;
+                };
+                let start =
+                    usize::try_from(u64::from(location.offset) - run_start).unwrap_or(usize::MAX);
                 let bytes = run.slice(start..start + location.len as usize);
                 let header = journal::decode_record(&bytes).map_err(|reason| {
                     StorageError::Corrupt(format!(
@@ -559,7 +677,13 @@ struct Planned {
 
 impl Planned {
     fn to_record(&self, payload: Bytes) -> LogRecord {
-        LogRecord { index: self.index, term: self.slot.term, kind: self.slot.kind, tag: self.slot.tag, payload }
+        LogRecord {
+            index: self.index,
+            term: self.slot.term,
+            kind: self.slot.kind,
+            tag: self.slot.tag,
+            payload,
+        }
     }
 }
 
@@ -596,7 +720,9 @@ impl Storage for DiskStorage {
     fn drop_group(&self, group: GroupId) -> Result<(), StorageError> {
         let _membership = lock(&self.shared.membership);
         self.shared.check_healthy()?;
-        let log = write_lock(&self.shared.groups).remove(&group).ok_or(StorageError::UnknownGroup { group })?;
+        let log = write_lock(&self.shared.groups)
+            .remove(&group)
+            .ok_or(StorageError::UnknownGroup { group })?;
         {
             let mut log = lock(&log);
             log.dropped = true;
@@ -611,12 +737,24 @@ impl Storage for DiskStorage {
         groups
     }
 
-    fn append(&self, group: GroupId, records: Vec<LogRecord>, done: Durable) -> Result<(), StorageError> {
+    fn append(
+        &self,
+        group: GroupId,
+        records: Vec<LogRecord>,
+        done: Durable,
+    ) -> Result<(), StorageError> {
         self.shared.check_healthy()?;
-        if let Some(record) = records.iter().find(|record| record.payload.len() > MAX_PAYLOAD_LEN) {
+        if let Some(record) = records
+            .iter()
+            .find(|record| record.payload.len() > MAX_PAYLOAD_LEN)
+        {
             return Err(StorageError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("record {} of group {group} has a {} byte payload, too large", record.index, record.payload.len()),
+                format!(
+                    "record {} of group {group} has a {} byte payload, too large",
+                    record.index,
+                    record.payload.len()
+                ),
             )));
         }
         let log = self.shared.group(group)?;
@@ -629,7 +767,12 @@ impl Storage for DiskStorage {
             guard.index.push(record.index, Slot::pending(record));
             guard.pending.insert(record.index, record.payload.clone());
         }
-        let seq = self.shared.enqueue(Op::Append { group, log: log.clone(), records, done });
+        let seq = self.shared.enqueue(Op::Append {
+            group,
+            log: log.clone(),
+            records,
+            done,
+        });
         guard.last_op_seq = seq;
         Ok(())
     }
@@ -680,10 +823,17 @@ impl Storage for DiskStorage {
     }
 
     fn term_at(&self, group: GroupId, index: u64) -> Result<Option<u64>, StorageError> {
-        self.shared.with_log(group, |log| log.index.get(index).map(|slot| slot.term))
+        self.shared
+            .with_log(group, |log| log.index.get(index).map(|slot| slot.term))
     }
 
-    fn read(&self, group: GroupId, from: u64, until: u64, max_bytes: usize) -> Result<Vec<LogRecord>, StorageError> {
+    fn read(
+        &self,
+        group: GroupId,
+        from: u64,
+        until: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<LogRecord>, StorageError> {
         // A segment can be deleted between planning and reading (purge, compaction); planning
         // again then sees the records' new state.
         const ATTEMPTS: usize = 3;
@@ -695,7 +845,11 @@ impl Storage for DiskStorage {
                 let mut plan = Vec::new();
                 let mut budget_used = 0usize;
                 for (index, slot) in guard.index.range(from, until) {
-                    let payload = if slot.is_pending() { guard.pending.get(&index).cloned() } else { None };
+                    let payload = if slot.is_pending() {
+                        guard.pending.get(&index).cloned()
+                    } else {
+                        None
+                    };
                     let payload_len = match &payload {
                         Some(payload) => payload.len(),
                         None => (slot.len as usize).saturating_sub(RECORD_HEADER_LEN),
@@ -705,20 +859,33 @@ impl Storage for DiskStorage {
                         break;
                     }
                     budget_used = budget_used.saturating_add(size);
-                    plan.push(Planned { index, slot: *slot, payload });
+                    plan.push(Planned {
+                        index,
+                        slot: *slot,
+                        payload,
+                    });
                 }
                 plan
             };
             attempt += 1;
             match self.load(group, plan) {
-                Err(StorageError::Io(error)) if error.kind() == io::ErrorKind::NotFound && attempt < ATTEMPTS => continue,
+                Err(StorageError::Io(error))
+                    if error.kind() == io::ErrorKind::NotFound && attempt < ATTEMPTS =>
+                {
+                    continue;
+                }
                 result => return result,
             }
         }
     }
 
-    fn first_index_with_tag_at_least(&self, group: GroupId, tag: u64) -> Result<Option<u64>, StorageError> {
-        self.shared.with_log(group, |log| log.index.first_index_with_tag_at_least(tag))
+    fn first_index_with_tag_at_least(
+        &self,
+        group: GroupId,
+        tag: u64,
+    ) -> Result<Option<u64>, StorageError> {
+        self.shared
+            .with_log(group, |log| log.index.first_index_with_tag_at_least(tag))
     }
 
     fn kv_get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -730,14 +897,24 @@ impl Storage for DiskStorage {
         {
             return Ok(value.clone());
         }
-        let Some(tree) = self.shared.tree(space) else { return Ok(None) };
-        Ok(tree.get(key).map_err(sled_error)?.map(|value| value.to_vec()))
+        let Some(tree) = self.shared.tree(space) else {
+            return Ok(None);
+        };
+        Ok(tree
+            .get(key)
+            .map_err(sled_error)?
+            .map(|value| value.to_vec()))
     }
 
     /// Changes become visible at once (through an in-memory overlay) but are applied to sled
     /// by the journal thread, after everything queued before them reached the journal: this is
     /// what keeps lazy writes from overtaking earlier log operations on disk.
-    fn kv_write(&self, space: &str, ops: Vec<KvOp>, done: Option<Durable>) -> Result<(), StorageError> {
+    fn kv_write(
+        &self,
+        space: &str,
+        ops: Vec<KvOp>,
+        done: Option<Durable>,
+    ) -> Result<(), StorageError> {
         check_space_name(space)?;
         self.shared.check_healthy()?;
         let changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = ops
@@ -750,7 +927,11 @@ impl Storage for DiskStorage {
         // Enqueued under the overlay lock so that the overlay and the queue agree on the order
         // of writes to one key.
         let mut overlay = lock(&self.shared.overlay);
-        let seq = self.shared.enqueue(Op::Kv { space: space.to_string(), ops, done });
+        let seq = self.shared.enqueue(Op::Kv {
+            space: space.to_string(),
+            ops,
+            done,
+        });
         let entries = overlay.entry(space.to_string()).or_default();
         for (key, value) in changes {
             entries.insert(key, (seq, value));
@@ -758,17 +939,18 @@ impl Storage for DiskStorage {
         Ok(())
     }
 
-    fn kv_scan(&self, space: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn kv_scan(&self, space: &str, prefix: &[u8]) -> Result<Vec<KeyValue>, StorageError> {
         check_space_name(space)?;
         // Overlay first, then sled (see `kv_get`).
-        let overlay_entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = match lock(&self.shared.overlay).get(space) {
-            Some(entries) => entries
-                .range(prefix.to_vec()..)
-                .take_while(|(key, _)| key.starts_with(prefix))
-                .map(|(key, (_, value))| (key.clone(), value.clone()))
-                .collect(),
-            None => Vec::new(),
-        };
+        let overlay_entries: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            match lock(&self.shared.overlay).get(space) {
+                Some(entries) => entries
+                    .range(prefix.to_vec()..)
+                    .take_while(|(key, _)| key.starts_with(prefix))
+                    .map(|(key, (_, value))| (key.clone(), value.clone()))
+                    .collect(),
+                None => Vec::new(),
+            };
         let mut merged = BTreeMap::new();
         if let Some(tree) = self.shared.tree(space) {
             for entry in tree.scan_prefix(prefix) {
@@ -791,5 +973,107 @@ impl Storage for DiskStorage {
             return;
         }
         self.shared.enqueue(Op::Flush { done });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(index: u64, size: usize) -> LogRecord {
+        LogRecord {
+            index,
+            term: 1,
+            kind: 0,
+            tag: index,
+            payload: Bytes::from(vec![index as u8; size]),
+        }
+    }
+
+    fn append_and_wait(
+        storage: &DiskStorage,
+        group: GroupId,
+        records: Vec<LogRecord>,
+    ) -> io::Result<()> {
+        let (sender, receiver) = mpsc::channel();
+        storage
+            .append(
+                group,
+                records,
+                Box::new(move |result| sender.send(result).unwrap()),
+            )
+            .unwrap();
+        receiver.recv().unwrap()
+    }
+
+    #[test]
+    fn durable_records_leave_memory_for_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = DiskStorage::open(DiskOptions::new(dir.path())).unwrap();
+        storage.create_group(1).unwrap();
+        let records: Vec<LogRecord> = (1..=3).map(|index| record(index, 1000)).collect();
+        append_and_wait(&storage, 1, records.clone()).unwrap();
+        let log = storage.shared.group(1).unwrap();
+        {
+            let log = lock(&log);
+            assert!(
+                log.pending.is_empty(),
+                "payloads of durable records are still held in memory"
+            );
+            let offsets: Vec<u32> = log
+                .index
+                .iter()
+                .map(|(_, slot)| slot.location().unwrap().offset)
+                .collect();
+            assert_eq!(offsets, vec![16, 16 + 1046, 16 + 2 * 1046]);
+        }
+        assert_eq!(storage.read(1, 1, 4, usize::MAX).unwrap(), records);
+    }
+
+    #[test]
+    fn a_failed_write_poisons_the_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = DiskStorage::open(DiskOptions::new(dir.path())).unwrap();
+        storage.create_group(1).unwrap();
+        append_and_wait(&storage, 1, vec![record(1, 10)]).unwrap();
+        storage
+            .shared
+            .fail_next_commit
+            .store(true, Ordering::SeqCst);
+        assert!(
+            append_and_wait(&storage, 1, vec![record(2, 10)]).is_err(),
+            "the failed batch must report it"
+        );
+        assert!(matches!(
+            storage.append(1, vec![record(3, 10)], Box::new(|_| {})),
+            Err(StorageError::Io(_))
+        ));
+        assert!(matches!(
+            storage.truncate_after(1, None),
+            Err(StorageError::Io(_))
+        ));
+        assert!(matches!(
+            storage.kv_write("meta", Vec::new(), None),
+            Err(StorageError::Io(_))
+        ));
+        let (sender, receiver) = mpsc::channel();
+        storage.flush(Box::new(move |result| sender.send(result).unwrap()));
+        assert!(receiver.recv().unwrap().is_err());
+        // Reads of what is in memory still work.
+        assert_eq!(
+            storage.bounds(1).unwrap().last,
+            Some(LogPosition { index: 2, term: 1 })
+        );
+    }
+
+    #[test]
+    fn a_panicking_callback_does_not_stop_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = DiskStorage::open(DiskOptions::new(dir.path())).unwrap();
+        storage.create_group(1).unwrap();
+        storage
+            .append(1, vec![record(1, 10)], Box::new(|_| panic!("callback bug")))
+            .unwrap();
+        append_and_wait(&storage, 1, vec![record(2, 10)]).unwrap();
     }
 }

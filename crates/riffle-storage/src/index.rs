@@ -41,14 +41,28 @@ pub(crate) struct LogIndex<S> {
 impl<S: IndexSlot> LogIndex<S> {
     /// An empty log, purged up to `purged`.
     pub(crate) fn new(purged: Option<LogPosition>) -> Self {
-        LogIndex { purged, first_index: 0, slots: VecDeque::new() }
+        LogIndex {
+            purged,
+            first_index: 0,
+            slots: VecDeque::new(),
+        }
     }
 
     /// A log built by recovery. The caller guarantees `slots` start at `first_index`, above
     /// `purged`.
-    pub(crate) fn from_parts(purged: Option<LogPosition>, first_index: u64, slots: VecDeque<S>) -> Self {
-        debug_assert!(slots.is_empty() || purged.is_none_or(|purged| first_index == purged.index + 1));
-        LogIndex { purged, first_index, slots }
+    pub(crate) fn from_parts(
+        purged: Option<LogPosition>,
+        first_index: u64,
+        slots: VecDeque<S>,
+    ) -> Self {
+        debug_assert!(
+            slots.is_empty() || purged.is_none_or(|purged| first_index == purged.index + 1)
+        );
+        LogIndex {
+            purged,
+            first_index,
+            slots,
+        }
     }
 
     /// Index of the last present slot.
@@ -69,23 +83,41 @@ impl<S: IndexSlot> LogIndex<S> {
     }
 
     /// Checks that `records` may be appended: contiguous among themselves and with the log.
-    pub(crate) fn check_append(&self, group: GroupId, records: &[LogRecord]) -> Result<(), StorageError> {
-        let Some(first) = records.first() else { return Ok(()) };
+    pub(crate) fn check_append(
+        &self,
+        group: GroupId,
+        records: &[LogRecord],
+    ) -> Result<(), StorageError> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
         if let Some(expected) = self.expected_next()
             && first.index != expected
         {
-            return Err(StorageError::NotContiguous { group, expected, got: first.index });
+            return Err(StorageError::NotContiguous {
+                group,
+                expected,
+                got: first.index,
+            });
         }
         let mut expected = first.index;
         for record in records {
             if record.index != expected {
-                return Err(StorageError::NotContiguous { group, expected, got: record.index });
+                return Err(StorageError::NotContiguous {
+                    group,
+                    expected,
+                    got: record.index,
+                });
             }
             // An index of u64::MAX cannot be followed; only a further record would overflow.
             expected = expected.wrapping_add(1);
         }
         if records.len() > 1 && first.index.checked_add(records.len() as u64 - 1).is_none() {
-            return Err(StorageError::NotContiguous { group, expected: first.index, got: u64::MAX });
+            return Err(StorageError::NotContiguous {
+                group,
+                expected: first.index,
+                got: u64::MAX,
+            });
         }
         Ok(())
     }
@@ -124,7 +156,9 @@ impl<S: IndexSlot> LogIndex<S> {
         let drop_count = if upto.index < self.first_index {
             0
         } else {
-            usize::try_from(upto.index - self.first_index + 1).unwrap_or(usize::MAX).min(self.slots.len())
+            usize::try_from(upto.index - self.first_index + 1)
+                .unwrap_or(usize::MAX)
+                .min(self.slots.len())
         };
         self.slots.drain(..drop_count);
         self.first_index = upto.index + 1;
@@ -133,10 +167,16 @@ impl<S: IndexSlot> LogIndex<S> {
 
     pub(crate) fn bounds(&self) -> LogBounds {
         let last = match self.slots.back() {
-            Some(slot) => Some(LogPosition { index: self.first_index + self.slots.len() as u64 - 1, term: slot.term() }),
+            Some(slot) => Some(LogPosition {
+                index: self.first_index + self.slots.len() as u64 - 1,
+                term: slot.term(),
+            }),
             None => self.purged,
         };
-        LogBounds { purged: self.purged, last }
+        LogBounds {
+            purged: self.purged,
+            last,
+        }
     }
 
     fn position_of(&self, index: u64) -> Option<usize> {
@@ -148,11 +188,13 @@ impl<S: IndexSlot> LogIndex<S> {
     }
 
     pub(crate) fn get(&self, index: u64) -> Option<&S> {
-        self.position_of(index).map(|position| &self.slots[position])
+        self.position_of(index)
+            .map(|position| &self.slots[position])
     }
 
     pub(crate) fn get_mut(&mut self, index: u64) -> Option<&mut S> {
-        self.position_of(index).map(|position| &mut self.slots[position])
+        self.position_of(index)
+            .map(|position| &mut self.slots[position])
     }
 
     /// Present slots with `from <= index < until`, in order.
@@ -179,7 +221,10 @@ impl<S: IndexSlot> LogIndex<S> {
     /// All present slots, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &S)> + '_ {
         let first_index = self.first_index;
-        self.slots.iter().enumerate().map(move |(position, slot)| (first_index + position as u64, slot))
+        self.slots
+            .iter()
+            .enumerate()
+            .map(move |(position, slot)| (first_index + position as u64, slot))
     }
 
     pub(crate) fn first_index_with_tag_at_least(&self, tag: u64) -> Option<u64> {
@@ -195,7 +240,13 @@ mod tests {
     use super::*;
 
     fn record(index: u64, term: u64, tag: u64) -> LogRecord {
-        LogRecord { index, term, kind: 0, tag, payload: Bytes::new() }
+        LogRecord {
+            index,
+            term,
+            kind: 0,
+            tag,
+            payload: Bytes::new(),
+        }
     }
 
     fn filled(indexes: std::ops::RangeInclusive<u64>) -> LogIndex<LogRecord> {
@@ -210,7 +261,13 @@ mod tests {
     fn purge_past_the_end_empties_and_sets_next() {
         let mut log = filled(3..=5);
         assert!(log.purge_upto(LogPosition { index: 9, term: 2 }));
-        assert_eq!(log.bounds(), LogBounds { purged: Some(LogPosition { index: 9, term: 2 }), last: Some(LogPosition { index: 9, term: 2 }) });
+        assert_eq!(
+            log.bounds(),
+            LogBounds {
+                purged: Some(LogPosition { index: 9, term: 2 }),
+                last: Some(LogPosition { index: 9, term: 2 })
+            }
+        );
         assert_eq!(log.expected_next(), Some(10));
         assert!(!log.purge_upto(LogPosition { index: 4, term: 1 }));
     }

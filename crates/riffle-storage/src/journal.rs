@@ -107,8 +107,15 @@ pub(crate) fn segment_header(seq: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
 /// What a record says, without its payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RecordBody {
-    Entry { index: u64, term: u64, kind: u8, tag: u64 },
-    Truncate { after: Option<u64> },
+    Entry {
+        index: u64,
+        term: u64,
+        kind: u8,
+        tag: u64,
+    },
+    Truncate {
+        after: Option<u64>,
+    },
 }
 
 /// A decoded, header-checked record header.
@@ -157,7 +164,17 @@ pub(crate) fn encode_entry(buf: &mut Vec<u8>, group: GroupId, record: &LogRecord
 /// Appends the TRUNCATE record of `(group, after)` to `buf`.
 pub(crate) fn encode_truncate(buf: &mut Vec<u8>, group: GroupId, after: Option<u64>) {
     let has_after = u8::from(after.is_some());
-    encode_header(buf, TYPE_TRUNCATE, group, after.unwrap_or(0), 0, has_after, 0, 0, crc32fast::hash(&[]));
+    encode_header(
+        buf,
+        TYPE_TRUNCATE,
+        group,
+        after.unwrap_or(0),
+        0,
+        has_after,
+        0,
+        0,
+        crc32fast::hash(&[]),
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -202,12 +219,17 @@ fn le_u64(bytes: &[u8], at: usize) -> u64 {
 /// Decodes and checks a record header. `bytes` must hold at least [`RECORD_HEADER_LEN`] bytes.
 pub(crate) fn decode_header(bytes: &[u8]) -> Result<RecordHeader, String> {
     if bytes.len() < RECORD_HEADER_LEN {
-        return Err(format!("record header needs {RECORD_HEADER_LEN} bytes, got {}", bytes.len()));
+        return Err(format!(
+            "record header needs {RECORD_HEADER_LEN} bytes, got {}",
+            bytes.len()
+        ));
     }
     let stored_crc = le_u32(bytes, 0);
     let computed_crc = crc32fast::hash(&bytes[4..RECORD_HEADER_LEN]);
     if stored_crc != computed_crc {
-        return Err(format!("record header checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"));
+        return Err(format!(
+            "record header checksum mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"
+        ));
     }
     let payload_len = le_u32(bytes, 4);
     if payload_len as usize > MAX_PAYLOAD_LEN {
@@ -220,22 +242,38 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<RecordHeader, String> {
     let tag = le_u64(bytes, 34);
     let payload_crc = le_u32(bytes, 42);
     let body = match bytes[8] {
-        TYPE_ENTRY => RecordBody::Entry { index, term, kind, tag },
+        TYPE_ENTRY => RecordBody::Entry {
+            index,
+            term,
+            kind,
+            tag,
+        },
         TYPE_TRUNCATE => {
             if payload_len != 0 {
                 return Err("truncate record with a payload".to_string());
             }
-            RecordBody::Truncate { after: (kind == 1).then_some(index) }
+            RecordBody::Truncate {
+                after: (kind == 1).then_some(index),
+            }
         }
         other => return Err(format!("unknown record type {other}")),
     };
-    Ok(RecordHeader { group, body, payload_len, payload_crc })
+    Ok(RecordHeader {
+        group,
+        body,
+        payload_len,
+        payload_crc,
+    })
 }
 
 /// Checks the payload of a record against its header.
 pub(crate) fn check_payload(header: &RecordHeader, payload: &[u8]) -> Result<(), String> {
     if payload.len() != header.payload_len as usize {
-        return Err(format!("record payload has {} bytes, header says {}", payload.len(), header.payload_len));
+        return Err(format!(
+            "record payload has {} bytes, header says {}",
+            payload.len(),
+            header.payload_len
+        ));
     }
     let computed_crc = crc32fast::hash(payload);
     if computed_crc != header.payload_crc {
@@ -251,7 +289,11 @@ pub(crate) fn check_payload(header: &RecordHeader, payload: &[u8]) -> Result<(),
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<RecordHeader, String> {
     let header = decode_header(bytes)?;
     if bytes.len() as u64 != header.record_len() {
-        return Err(format!("record spans {} bytes, header says {}", bytes.len(), header.record_len()));
+        return Err(format!(
+            "record spans {} bytes, header says {}",
+            bytes.len(),
+            header.record_len()
+        ));
     }
     check_payload(&header, &bytes[RECORD_HEADER_LEN..])?;
     Ok(header)
@@ -278,9 +320,15 @@ pub(crate) struct SegmentScanner<'a> {
     verify_payloads: bool,
     window: Vec<u8>,
     window_start: u64,
+    /// Bytes read from the file so far.
+    bytes_read: u64,
 }
 
+/// Read size while records are small: many headers per syscall.
 const SCAN_WINDOW_BYTES: usize = 64 * 1024;
+/// Read size right after skipping a large payload: one page, so that seeking over big
+/// payloads reads only a few percent of them.
+const SCAN_SEEK_READ_BYTES: usize = 4 * 1024;
 
 impl<'a> SegmentScanner<'a> {
     /// Starts a scan right after the segment header.
@@ -292,7 +340,14 @@ impl<'a> SegmentScanner<'a> {
             verify_payloads,
             window: Vec::new(),
             window_start: 0,
+            bytes_read: 0,
         }
+    }
+
+    /// Bytes read from the file so far.
+    #[cfg(test)]
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     /// `len` bytes at `offset`, or `None` when the file ends first.
@@ -304,10 +359,17 @@ impl<'a> SegmentScanner<'a> {
         let window_end = self.window_start + self.window.len() as u64;
         if offset < self.window_start || end > window_end {
             let available = usize::try_from(self.file_len - offset).unwrap_or(usize::MAX);
-            let fill = len.max(SCAN_WINDOW_BYTES).min(available);
+            let skipped = offset.saturating_sub(window_end);
+            let read_size = if skipped >= (SCAN_WINDOW_BYTES / 4) as u64 {
+                SCAN_SEEK_READ_BYTES
+            } else {
+                SCAN_WINDOW_BYTES
+            };
+            let fill = len.max(read_size).min(available);
             self.window.resize(fill, 0);
             self.file.read_exact_at(&mut self.window, offset)?;
             self.window_start = offset;
+            self.bytes_read += fill as u64;
         }
         let start_in_window = usize::try_from(offset - self.window_start).unwrap_or(usize::MAX);
         Ok(Some(&self.window[start_in_window..start_in_window + len]))
@@ -320,7 +382,12 @@ impl<'a> SegmentScanner<'a> {
             return Ok(ScanStep::End);
         }
         let header = match self.bytes_at(offset, RECORD_HEADER_LEN)? {
-            None => return Ok(ScanStep::Bad { offset, reason: "partial record header at end of segment".to_string() }),
+            None => {
+                return Ok(ScanStep::Bad {
+                    offset,
+                    reason: "partial record header at end of segment".to_string(),
+                });
+            }
             Some(bytes) => match decode_header(bytes) {
                 Ok(header) => header,
                 Err(reason) => return Ok(ScanStep::Bad { offset, reason }),
@@ -328,12 +395,18 @@ impl<'a> SegmentScanner<'a> {
         };
         let record_end = offset + header.record_len();
         if record_end > self.file_len {
-            return Ok(ScanStep::Bad { offset, reason: "record runs past the end of the segment".to_string() });
+            return Ok(ScanStep::Bad {
+                offset,
+                reason: "record runs past the end of the segment".to_string(),
+            });
         }
         if self.verify_payloads {
             let payload_offset = offset + RECORD_HEADER_LEN as u64;
             let Some(payload) = self.bytes_at(payload_offset, header.payload_len as usize)? else {
-                return Ok(ScanStep::Bad { offset, reason: "record runs past the end of the segment".to_string() });
+                return Ok(ScanStep::Bad {
+                    offset,
+                    reason: "record runs past the end of the segment".to_string(),
+                });
             };
             if let Err(reason) = check_payload(&header, payload) {
                 return Ok(ScanStep::Bad { offset, reason });
@@ -345,7 +418,11 @@ impl<'a> SegmentScanner<'a> {
 }
 
 /// Checks the header of segment `seq`. `None` when the file is too short to hold one.
-pub(crate) fn check_segment_header(file: &File, file_len: u64, seq: u64) -> io::Result<Option<bool>> {
+pub(crate) fn check_segment_header(
+    file: &File,
+    file_len: u64,
+    seq: u64,
+) -> io::Result<Option<bool>> {
     if file_len < SEGMENT_HEADER_LEN {
         return Ok(None);
     }
@@ -361,19 +438,30 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+
     use bytes::Bytes;
     use proptest::prelude::*;
 
     use super::*;
 
     fn record(index: u64, term: u64, kind: u8, tag: u64, payload: &[u8]) -> LogRecord {
-        LogRecord { index, term, kind, tag, payload: Bytes::copy_from_slice(payload) }
+        LogRecord {
+            index,
+            term,
+            kind,
+            tag,
+            payload: Bytes::copy_from_slice(payload),
+        }
     }
 
     #[test]
     fn segment_names_round_trip_and_reject_strangers() {
         assert_eq!(segment_file_name(7), "00000000000000000007.wal");
-        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(
+            parse_segment_file_name(&segment_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
         assert_eq!(parse_segment_file_name("7.wal"), None);
         assert_eq!(parse_segment_file_name("0000000000000000000a.wal"), None);
         assert_eq!(parse_segment_file_name("00000000000000000007.tmp"), None);
@@ -399,9 +487,79 @@ mod tests {
             for bit in 0..8 {
                 let mut damaged = buf.clone();
                 damaged[byte] ^= 1 << bit;
-                assert!(decode_record(&damaged).is_err(), "flip of byte {byte} bit {bit} went unnoticed");
+                assert!(
+                    decode_record(&damaged).is_err(),
+                    "flip of byte {byte} bit {bit} went unnoticed"
+                );
             }
         }
+    }
+
+    /// A segment file holding `count` entries of `payload_len` bytes.
+    fn segment_file(count: u64, payload_len: usize) -> (tempfile::NamedTempFile, u64) {
+        let mut buf = segment_header(1).to_vec();
+        for index in 1..=count {
+            encode_entry(
+                &mut buf,
+                1,
+                &record(index, 1, 0, index, &vec![index as u8; payload_len]),
+            );
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().write_all_at(&buf, 0).unwrap();
+        (file, buf.len() as u64)
+    }
+
+    fn scan_all(file: &File, file_len: u64, verify_payloads: bool) -> (Vec<u64>, ScanStep, u64) {
+        let mut scanner = SegmentScanner::new(file, file_len, verify_payloads);
+        let mut offsets = Vec::new();
+        loop {
+            match scanner.next_step().unwrap() {
+                ScanStep::Record { offset, .. } => offsets.push(offset),
+                last => return (offsets, last, scanner.bytes_read()),
+            }
+        }
+    }
+
+    #[test]
+    fn scanning_old_segments_seeks_over_large_payloads() {
+        let (file, len) = segment_file(20, 100 * 1024);
+        let (offsets, last, bytes_read) = scan_all(file.as_file(), len, false);
+        assert_eq!(offsets.len(), 20);
+        assert!(matches!(last, ScanStep::End));
+        assert!(
+            bytes_read * 10 < len,
+            "read {bytes_read} of {len} bytes to walk the headers"
+        );
+        let (offsets, _, bytes_read) = scan_all(file.as_file(), len, true);
+        assert_eq!(offsets.len(), 20);
+        assert!(bytes_read >= len - SEGMENT_HEADER_LEN);
+    }
+
+    #[test]
+    fn scanning_small_records_batches_reads() {
+        let (file, len) = segment_file(2000, 100);
+        let (offsets, last, bytes_read) = scan_all(file.as_file(), len, false);
+        assert_eq!(offsets.len(), 2000);
+        assert!(matches!(last, ScanStep::End));
+        assert!(bytes_read < 2 * len);
+    }
+
+    #[test]
+    fn scan_stops_at_a_torn_record() {
+        let (file, len) = segment_file(5, 1000);
+        let (offsets, _, _) = scan_all(file.as_file(), len, false);
+        let (kept, last, _) = scan_all(file.as_file(), len - 1, false);
+        assert_eq!(kept, offsets[..4].to_vec());
+        assert!(matches!(last, ScanStep::Bad { offset, .. } if offset == offsets[4]));
+        // A flipped payload byte is only seen when payloads are verified.
+        file.as_file()
+            .write_all_at(&[0xEE], offsets[2] + RECORD_HEADER_LEN as u64 + 5)
+            .unwrap();
+        assert_eq!(scan_all(file.as_file(), len, false).0.len(), 5);
+        let (kept, last, _) = scan_all(file.as_file(), len, true);
+        assert_eq!(kept, offsets[..2].to_vec());
+        assert!(matches!(last, ScanStep::Bad { offset, .. } if offset == offsets[2]));
     }
 
     proptest! {

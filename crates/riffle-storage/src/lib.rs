@@ -89,6 +89,9 @@ pub struct LogBounds {
 /// Called from the flusher thread: it must not block.
 pub type Durable = Box<dyn FnOnce(io::Result<()>) + Send + 'static>;
 
+/// A `(key, value)` pair of a key space.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// One change to a key space.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvOp {
@@ -104,7 +107,11 @@ pub enum StorageError {
     #[error("log group {group} already exists on this node")]
     GroupExists { group: GroupId },
     #[error("append to group {group} is not contiguous: expected index {expected}, got {got}")]
-    NotContiguous { group: GroupId, expected: u64, got: u64 },
+    NotContiguous {
+        group: GroupId,
+        expected: u64,
+        got: u64,
+    },
     #[error("storage i/o failed")]
     Io(#[from] io::Error),
     #[error("storage is corrupt: {0}")]
@@ -147,7 +154,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Appends records to a group's log. The records are readable immediately; `done` fires once
     /// they are durable. The first record's index must be `last + 1` (or anything when the log is
     /// empty and was never purged, or `purged + 1` after a purge).
-    fn append(&self, group: GroupId, records: Vec<LogRecord>, done: Durable) -> Result<(), StorageError>;
+    fn append(
+        &self,
+        group: GroupId,
+        records: Vec<LogRecord>,
+        done: Durable,
+    ) -> Result<(), StorageError>;
 
     /// Removes every record with index > `after` (all records when `None`). Ordered with appends.
     fn truncate_after(&self, group: GroupId, after: Option<u64>) -> Result<(), StorageError>;
@@ -165,21 +177,36 @@ pub trait Storage: Send + Sync + 'static {
     /// Reads records with `from <= index < until`, in order, stopping early (after at least one
     /// record) once `max_bytes` of [`LogRecord::size`] would be exceeded. Purged or truncated
     /// indexes are simply absent: the result starts at the first present index >= `from`.
-    fn read(&self, group: GroupId, from: u64, until: u64, max_bytes: usize) -> Result<Vec<LogRecord>, StorageError>;
+    fn read(
+        &self,
+        group: GroupId,
+        from: u64,
+        until: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<LogRecord>, StorageError>;
 
     /// The smallest present index whose record has `tag >= tag`, assuming tags are
     /// non-decreasing along the log (binary search). `None` if no such record is present.
-    fn first_index_with_tag_at_least(&self, group: GroupId, tag: u64) -> Result<Option<u64>, StorageError>;
+    fn first_index_with_tag_at_least(
+        &self,
+        group: GroupId,
+        tag: u64,
+    ) -> Result<Option<u64>, StorageError>;
 
     /// Reads a key from a key space.
     fn kv_get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
     /// Applies a batch of changes to one key space atomically. When `done` is given it fires once
     /// the batch is durable; otherwise the batch becomes durable with a later flush.
-    fn kv_write(&self, space: &str, ops: Vec<KvOp>, done: Option<Durable>) -> Result<(), StorageError>;
+    fn kv_write(
+        &self,
+        space: &str,
+        ops: Vec<KvOp>,
+        done: Option<Durable>,
+    ) -> Result<(), StorageError>;
 
     /// All `(key, value)` pairs of a key space whose key starts with `prefix`, in key order.
-    fn kv_scan(&self, space: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn kv_scan(&self, space: &str, prefix: &[u8]) -> Result<Vec<KeyValue>, StorageError>;
 
     /// Fires `done` once everything written so far is durable.
     fn flush(&self, done: Durable);

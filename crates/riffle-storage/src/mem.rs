@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use crate::Durable;
 use crate::GroupId;
+use crate::KeyValue;
 use crate::KvOp;
 use crate::LogBounds;
 use crate::LogPosition;
@@ -42,7 +43,10 @@ impl MemStorage {
         action: impl FnOnce(&mut LogIndex<LogRecord>) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
         let mut state = lock(&self.state);
-        let log = state.groups.get_mut(&group).ok_or(StorageError::UnknownGroup { group })?;
+        let log = state
+            .groups
+            .get_mut(&group)
+            .ok_or(StorageError::UnknownGroup { group })?;
         action(log)
     }
 }
@@ -70,7 +74,12 @@ impl Storage for MemStorage {
         lock(&self.state).groups.keys().copied().collect()
     }
 
-    fn append(&self, group: GroupId, records: Vec<LogRecord>, done: Durable) -> Result<(), StorageError> {
+    fn append(
+        &self,
+        group: GroupId,
+        records: Vec<LogRecord>,
+        done: Durable,
+    ) -> Result<(), StorageError> {
         self.with_group(group, |log| {
             log.check_append(group, &records)?;
             for record in records {
@@ -104,7 +113,13 @@ impl Storage for MemStorage {
         self.with_group(group, |log| Ok(log.get(index).map(|record| record.term)))
     }
 
-    fn read(&self, group: GroupId, from: u64, until: u64, max_bytes: usize) -> Result<Vec<LogRecord>, StorageError> {
+    fn read(
+        &self,
+        group: GroupId,
+        from: u64,
+        until: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<LogRecord>, StorageError> {
         self.with_group(group, |log| {
             let mut records = Vec::new();
             let mut budget_used = 0usize;
@@ -120,17 +135,29 @@ impl Storage for MemStorage {
         })
     }
 
-    fn first_index_with_tag_at_least(&self, group: GroupId, tag: u64) -> Result<Option<u64>, StorageError> {
+    fn first_index_with_tag_at_least(
+        &self,
+        group: GroupId,
+        tag: u64,
+    ) -> Result<Option<u64>, StorageError> {
         self.with_group(group, |log| Ok(log.first_index_with_tag_at_least(tag)))
     }
 
     fn kv_get(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         crate::check_space_name(space)?;
         let state = lock(&self.state);
-        Ok(state.spaces.get(space).and_then(|entries| entries.get(key).cloned()))
+        Ok(state
+            .spaces
+            .get(space)
+            .and_then(|entries| entries.get(key).cloned()))
     }
 
-    fn kv_write(&self, space: &str, ops: Vec<KvOp>, done: Option<Durable>) -> Result<(), StorageError> {
+    fn kv_write(
+        &self,
+        space: &str,
+        ops: Vec<KvOp>,
+        done: Option<Durable>,
+    ) -> Result<(), StorageError> {
         crate::check_space_name(space)?;
         {
             let mut state = lock(&self.state);
@@ -152,10 +179,12 @@ impl Storage for MemStorage {
         Ok(())
     }
 
-    fn kv_scan(&self, space: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn kv_scan(&self, space: &str, prefix: &[u8]) -> Result<Vec<KeyValue>, StorageError> {
         crate::check_space_name(space)?;
         let state = lock(&self.state);
-        let Some(entries) = state.spaces.get(space) else { return Ok(Vec::new()) };
+        let Some(entries) = state.spaces.get(space) else {
+            return Ok(Vec::new());
+        };
         Ok(entries
             .range(prefix.to_vec()..)
             .take_while(|(key, _)| key.starts_with(prefix))

@@ -49,7 +49,8 @@ impl GroupMeta {
     }
 
     pub(crate) fn decode(key: &[u8], bytes: &[u8]) -> Result<(GroupId, GroupMeta), StorageError> {
-        let corrupt = |what: &str| StorageError::Corrupt(format!("group registry entry {key:?}: {what}"));
+        let corrupt =
+            |what: &str| StorageError::Corrupt(format!("group registry entry {key:?}: {what}"));
         let group_bytes: [u8; 8] = key.try_into().map_err(|_| corrupt("key is not 8 bytes"))?;
         if bytes.len() != META_LEN {
             return Err(corrupt("wrong length"));
@@ -64,10 +65,19 @@ impl GroupMeta {
         };
         let purged = match bytes[17] {
             0 => None,
-            1 => Some(LogPosition { index: u64_at(18), term: u64_at(26) }),
+            1 => Some(LogPosition {
+                index: u64_at(18),
+                term: u64_at(26),
+            }),
             _ => return Err(corrupt("bad purged flag")),
         };
-        let meta = GroupMeta { created_at: JournalPos { seq: u64_at(1), offset: u64_at(9) }, purged };
+        let meta = GroupMeta {
+            created_at: JournalPos {
+                seq: u64_at(1),
+                offset: u64_at(9),
+            },
+            purged,
+        };
         Ok((GroupId::from_be_bytes(group_bytes), meta))
     }
 }
@@ -93,7 +103,13 @@ mod tests {
     #[test]
     fn meta_round_trips() {
         for purged in [None, Some(LogPosition { index: 9, term: 3 })] {
-            let meta = GroupMeta { created_at: JournalPos { seq: 4, offset: 1234 }, purged };
+            let meta = GroupMeta {
+                created_at: JournalPos {
+                    seq: 4,
+                    offset: 1234,
+                },
+                purged,
+            };
             let (group, decoded) = GroupMeta::decode(&group_key(77), &meta.encode()).unwrap();
             assert_eq!(group, 77);
             assert_eq!(decoded, meta);
@@ -102,10 +118,19 @@ mod tests {
 
     #[test]
     fn damaged_meta_is_corrupt() {
-        let meta = GroupMeta { created_at: JournalPos { seq: 1, offset: 16 }, purged: None };
+        let meta = GroupMeta {
+            created_at: JournalPos { seq: 1, offset: 16 },
+            purged: None,
+        };
         let mut bytes = meta.encode();
         bytes[17] = 7;
-        assert!(matches!(GroupMeta::decode(&group_key(1), &bytes), Err(StorageError::Corrupt(_))));
-        assert!(matches!(GroupMeta::decode(&[1, 2], &meta.encode()), Err(StorageError::Corrupt(_))));
+        assert!(matches!(
+            GroupMeta::decode(&group_key(1), &bytes),
+            Err(StorageError::Corrupt(_))
+        ));
+        assert!(matches!(
+            GroupMeta::decode(&[1, 2], &meta.encode()),
+            Err(StorageError::Corrupt(_))
+        ));
     }
 }

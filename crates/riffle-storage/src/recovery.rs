@@ -46,28 +46,41 @@ pub(crate) struct Recovered {
 }
 
 /// Replays the journal in `dir` for the registered groups `metas`.
-pub(crate) fn recover(dir: &Path, metas: &HashMap<GroupId, GroupMeta>) -> Result<Recovered, StorageError> {
+pub(crate) fn recover(
+    dir: &Path,
+    metas: &HashMap<GroupId, GroupMeta>,
+) -> Result<Recovered, StorageError> {
     let mut seqs = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         match name.to_str().and_then(journal::parse_segment_file_name) {
             Some(seq) if seq <= MAX_SEGMENT_SEQ => seqs.push(seq),
-            Some(seq) => return Err(StorageError::Corrupt(format!("journal segment number {seq} is out of range"))),
+            Some(seq) => {
+                return Err(StorageError::Corrupt(format!(
+                    "journal segment number {seq} is out of range"
+                )));
+            }
             None => tracing::warn!(file = ?name, "ignoring unknown file in the journal directory"),
         }
     }
     seqs.sort_unstable();
 
-    let mut replays: HashMap<GroupId, ReplayLog> =
-        metas.iter().map(|(group, meta)| (*group, ReplayLog::new(meta.purged))).collect();
+    let mut replays: HashMap<GroupId, ReplayLog> = metas
+        .iter()
+        .map(|(group, meta)| (*group, ReplayLog::new(meta.purged)))
+        .collect();
     let mut segments = BTreeMap::new();
     let mut active = None;
     for (position, &seq) in seqs.iter().enumerate() {
         let newest = position + 1 == seqs.len();
         let (info, file) = replay_segment(dir, seq, newest, metas, &mut replays)?;
         if newest {
-            active = Some(ActiveSegment { seq, file, len: info.len });
+            active = Some(ActiveSegment {
+                seq,
+                file,
+                len: info.len,
+            });
         }
         segments.insert(seq, info);
     }
@@ -76,9 +89,16 @@ pub(crate) fn recover(dir: &Path, metas: &HashMap<GroupId, GroupMeta>) -> Result
         None => {
             // A fresh journal. Numbering continues after anything the registry mentions, so
             // that "created at" positions stay in the past even if segments were removed by hand.
-            let seq = metas.values().map(|meta| meta.created_at.seq + 1).max().unwrap_or(1);
+            let seq = metas
+                .values()
+                .map(|meta| meta.created_at.seq + 1)
+                .max()
+                .unwrap_or(1);
             if !metas.is_empty() {
-                tracing::warn!(segment = seq, "journal is empty although groups are registered");
+                tracing::warn!(
+                    segment = seq,
+                    "journal is empty although groups are registered"
+                );
             }
             let active = create_segment(dir, seq)?;
             segments.insert(seq, SegmentInfo::new(active.len));
@@ -88,19 +108,33 @@ pub(crate) fn recover(dir: &Path, metas: &HashMap<GroupId, GroupMeta>) -> Result
 
     let mut groups = HashMap::new();
     for (group, replay) in replays {
-        let index = replay.finish().map_err(|reason| StorageError::Corrupt(format!("group {group}: {reason}")))?;
+        let index = replay
+            .finish()
+            .map_err(|reason| StorageError::Corrupt(format!("group {group}: {reason}")))?;
         groups.insert(group, index);
     }
-    Ok(Recovered { groups, segments, active })
+    Ok(Recovered {
+        groups,
+        segments,
+        active,
+    })
 }
 
 /// Creates segment `seq` holding only its header, durably.
 pub(crate) fn create_segment(dir: &Path, seq: u64) -> io::Result<ActiveSegment> {
-    let file = OpenOptions::new().read(true).write(true).create_new(true).open(journal::segment_path(dir, seq))?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(journal::segment_path(dir, seq))?;
     file.write_all_at(&journal::segment_header(seq), 0)?;
     file.sync_data()?;
     journal::sync_dir(dir)?;
-    Ok(ActiveSegment { seq, file, len: SEGMENT_HEADER_LEN })
+    Ok(ActiveSegment {
+        seq,
+        file,
+        len: SEGMENT_HEADER_LEN,
+    })
 }
 
 fn replay_segment(
@@ -117,13 +151,20 @@ fn replay_segment(
         Some(true) => {}
         _ if newest => {
             // Created just before a crash, before its header was durable.
-            tracing::warn!(segment = seq, "rewriting the missing header of the newest journal segment");
+            tracing::warn!(
+                segment = seq,
+                "rewriting the missing header of the newest journal segment"
+            );
             file.set_len(0)?;
             file.write_all_at(&journal::segment_header(seq), 0)?;
             file.sync_all()?;
             return Ok((SegmentInfo::new(SEGMENT_HEADER_LEN), file));
         }
-        _ => return Err(StorageError::Corrupt(format!("journal segment {seq} has a bad header"))),
+        _ => {
+            return Err(StorageError::Corrupt(format!(
+                "journal segment {seq} has a bad header"
+            )));
+        }
     }
 
     let mut info = SegmentInfo::new(SEGMENT_HEADER_LEN);
@@ -133,7 +174,9 @@ fn replay_segment(
             ScanStep::End => break,
             ScanStep::Bad { offset, reason } => {
                 if !newest {
-                    return Err(StorageError::Corrupt(format!("journal segment {seq} offset {offset}: {reason}")));
+                    return Err(StorageError::Corrupt(format!(
+                        "journal segment {seq} offset {offset}: {reason}"
+                    )));
                 }
                 tracing::warn!(segment = seq, offset, reason = %reason, "cutting a torn write off the newest journal segment");
                 file.set_len(offset)?;
@@ -144,11 +187,15 @@ fn replay_segment(
             ScanStep::Record { offset, header } => {
                 info.len = offset + header.record_len();
                 let position = JournalPos { seq, offset };
-                let Some(meta) = metas.get(&header.group) else { continue };
+                let Some(meta) = metas.get(&header.group) else {
+                    continue;
+                };
                 if position < meta.created_at {
                     continue;
                 }
-                let Some(replay) = replays.get_mut(&header.group) else { continue };
+                let Some(replay) = replays.get_mut(&header.group) else {
+                    continue;
+                };
                 let corrupt = |reason: String| {
                     StorageError::Corrupt(format!(
                         "group {} at journal segment {seq} offset {offset}: {reason}",
@@ -156,13 +203,23 @@ fn replay_segment(
                     ))
                 };
                 match header.body {
-                    RecordBody::Entry { index, term, kind, tag } => {
+                    RecordBody::Entry {
+                        index,
+                        term,
+                        kind,
+                        tag,
+                    } => {
                         let location = Location {
-                            segment: u32::try_from(seq).map_err(|_| corrupt("segment number out of range".to_string()))?,
-                            offset: u32::try_from(offset).map_err(|_| corrupt("offset out of range".to_string()))?,
-                            len: u32::try_from(header.record_len()).map_err(|_| corrupt("record too long".to_string()))?,
+                            segment: u32::try_from(seq)
+                                .map_err(|_| corrupt("segment number out of range".to_string()))?,
+                            offset: u32::try_from(offset)
+                                .map_err(|_| corrupt("offset out of range".to_string()))?,
+                            len: u32::try_from(header.record_len())
+                                .map_err(|_| corrupt("record too long".to_string()))?,
                         };
-                        replay.apply_entry(index, Slot::on_disk(term, tag, kind, location)).map_err(corrupt)?;
+                        replay
+                            .apply_entry(index, Slot::on_disk(term, tag, kind, location))
+                            .map_err(corrupt)?;
                         info.pin(header.group, index);
                     }
                     RecordBody::Truncate { after } => replay.apply_truncate(after),
@@ -188,14 +245,20 @@ struct ReplayLog {
 
 impl ReplayLog {
     fn new(purged: Option<LogPosition>) -> Self {
-        ReplayLog { purged, first_index: 0, slots: VecDeque::new(), holes: 0 }
+        ReplayLog {
+            purged,
+            first_index: 0,
+            slots: VecDeque::new(),
+            holes: 0,
+        }
     }
 
     fn push_holes_back(&mut self, count: u64) -> Result<(), String> {
         if count > MAX_REPLAY_GAP {
             return Err(format!("gap of {count} records in the log"));
         }
-        self.slots.extend(std::iter::repeat_n(Slot::hole(), count as usize));
+        self.slots
+            .extend(std::iter::repeat_n(Slot::hole(), count as usize));
         self.holes += count;
         Ok(())
     }
@@ -257,17 +320,33 @@ impl ReplayLog {
         if keep >= self.slots.len() {
             return;
         }
-        let removed_holes = self.slots.iter().skip(keep).filter(|slot| slot.is_hole()).count() as u64;
+        let removed_holes = self
+            .slots
+            .iter()
+            .skip(keep)
+            .filter(|slot| slot.is_hole())
+            .count() as u64;
         self.holes -= removed_holes;
         self.slots.truncate(keep);
     }
 
     fn finish(self) -> Result<LogIndex<Slot>, String> {
         if self.holes > 0 {
-            let missing = self.slots.iter().position(Slot::is_hole).map(|position| self.first_index + position as u64);
-            return Err(format!("{} records missing from the journal, first at index {missing:?}", self.holes));
+            let missing = self
+                .slots
+                .iter()
+                .position(Slot::is_hole)
+                .map(|position| self.first_index + position as u64);
+            return Err(format!(
+                "{} records missing from the journal, first at index {missing:?}",
+                self.holes
+            ));
         }
-        Ok(LogIndex::from_parts(self.purged, self.first_index, self.slots))
+        Ok(LogIndex::from_parts(
+            self.purged,
+            self.first_index,
+            self.slots,
+        ))
     }
 }
 
@@ -276,7 +355,16 @@ mod tests {
     use super::*;
 
     fn slot(term: u64, segment: u32) -> Slot {
-        Slot::on_disk(term, 0, 0, Location { segment, offset: 16, len: 46 })
+        Slot::on_disk(
+            term,
+            0,
+            0,
+            Location {
+                segment,
+                offset: 16,
+                len: 46,
+            },
+        )
     }
 
     #[test]
@@ -308,7 +396,10 @@ mod tests {
         assert!(replay.apply_entry(2, slot(2, 1)).is_err());
         replay.apply_truncate(Some(1));
         replay.apply_entry(2, slot(2, 1)).unwrap();
-        assert_eq!(replay.finish().unwrap().bounds().last, Some(LogPosition { index: 2, term: 2 }));
+        assert_eq!(
+            replay.finish().unwrap().bounds().last,
+            Some(LogPosition { index: 2, term: 2 })
+        );
     }
 
     #[test]
@@ -317,7 +408,10 @@ mod tests {
         replay.apply_entry(11, slot(1, 2)).unwrap();
         replay.apply_entry(10, slot(1, 5)).unwrap();
         let log = replay.finish().unwrap();
-        assert_eq!(log.iter().map(|(index, _)| index).collect::<Vec<_>>(), vec![10, 11]);
+        assert_eq!(
+            log.iter().map(|(index, _)| index).collect::<Vec<_>>(),
+            vec![10, 11]
+        );
     }
 
     #[test]
@@ -326,6 +420,9 @@ mod tests {
         replay.apply_entry(5, slot(1, 1)).unwrap();
         replay.apply_truncate(Some(0));
         replay.apply_entry(1, slot(2, 1)).unwrap();
-        assert_eq!(replay.finish().unwrap().bounds().last, Some(LogPosition { index: 1, term: 2 }));
+        assert_eq!(
+            replay.finish().unwrap().bounds().last,
+            Some(LogPosition { index: 1, term: 2 })
+        );
     }
 }

@@ -80,11 +80,17 @@ pub(crate) struct SegmentInfo {
 
 impl SegmentInfo {
     pub(crate) fn new(len: u64) -> Self {
-        SegmentInfo { len, pins: HashMap::new() }
+        SegmentInfo {
+            len,
+            pins: HashMap::new(),
+        }
     }
 
     pub(crate) fn pin(&mut self, group: GroupId, index: u64) {
-        self.pins.entry(group).and_modify(|max| *max = (*max).max(index)).or_insert(index);
+        self.pins
+            .entry(group)
+            .and_modify(|max| *max = (*max).max(index))
+            .or_insert(index);
     }
 }
 
@@ -109,12 +115,20 @@ struct JournalWriter {
 impl JournalWriter {
     /// Where the next record goes.
     fn position(&self) -> JournalPos {
-        JournalPos { seq: self.seq, offset: self.len + self.buf.len() as u64 }
+        JournalPos {
+            seq: self.seq,
+            offset: self.len + self.buf.len() as u64,
+        }
     }
 
     /// Stages a record of `record_len` bytes written by `encode`, rolling first if it does not
     /// fit. Returns its location.
-    fn stage(&mut self, stats: &Stats, record_len: u64, encode: impl FnOnce(&mut Vec<u8>)) -> io::Result<Location> {
+    fn stage(
+        &mut self,
+        stats: &Stats,
+        record_len: u64,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<Location> {
         let offset = self.len + self.buf.len() as u64;
         if offset > SEGMENT_HEADER_LEN && offset + record_len > self.segment_bytes {
             self.roll(stats)?;
@@ -123,7 +137,12 @@ impl JournalWriter {
         let staged_before = self.buf.len();
         encode(&mut self.buf);
         debug_assert_eq!((self.buf.len() - staged_before) as u64, record_len);
-        let out_of_range = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("journal {what} out of range"));
+        let out_of_range = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("journal {what} out of range"),
+            )
+        };
         Ok(Location {
             segment: u32::try_from(self.seq).map_err(|_| out_of_range("segment number"))?,
             offset: u32::try_from(offset).map_err(|_| out_of_range("offset"))?,
@@ -172,7 +191,8 @@ impl JournalWriter {
         self.file = file;
         self.seq = next_seq;
         self.len = 0;
-        self.buf.extend_from_slice(&journal::segment_header(next_seq));
+        self.buf
+            .extend_from_slice(&journal::segment_header(next_seq));
         self.created = true;
         self.rolled = true;
         Stats::add(&stats.segments_created, 1);
@@ -298,9 +318,18 @@ impl Writer {
                 if wait.is_zero() {
                     return (Vec::new(), RunMode::Running);
                 }
-                queue = self.shared.queue_ready.wait_timeout(queue, wait).unwrap_or_else(|error| error.into_inner()).0;
+                queue = self
+                    .shared
+                    .queue_ready
+                    .wait_timeout(queue, wait)
+                    .unwrap_or_else(|error| error.into_inner())
+                    .0;
             } else {
-                queue = self.shared.queue_ready.wait(queue).unwrap_or_else(|error| error.into_inner());
+                queue = self
+                    .shared
+                    .queue_ready
+                    .wait(queue)
+                    .unwrap_or_else(|error| error.into_inner());
             }
         }
     }
@@ -360,9 +389,11 @@ impl Writer {
             match op {
                 Op::Append { group, records, .. } => {
                     for record in records {
-                        let location = self.journal.stage(stats, journal::entry_record_len(record), |buf| {
-                            journal::encode_entry(buf, *group, record)
-                        })?;
+                        let location = self.journal.stage(
+                            stats,
+                            journal::entry_record_len(record),
+                            |buf| journal::encode_entry(buf, *group, record),
+                        )?;
                         self.segments
                             .entry(u64::from(location.segment))
                             .or_insert_with(|| SegmentInfo::new(SEGMENT_HEADER_LEN))
@@ -371,9 +402,10 @@ impl Writer {
                     }
                 }
                 Op::Truncate { group, after } => {
-                    self.journal.stage(stats, journal::TRUNCATE_RECORD_LEN, |buf| {
-                        journal::encode_truncate(buf, *group, *after)
-                    })?;
+                    self.journal
+                        .stage(stats, journal::TRUNCATE_RECORD_LEN, |buf| {
+                            journal::encode_truncate(buf, *group, *after)
+                        })?;
                 }
                 _ => {}
             }
@@ -389,7 +421,10 @@ impl Writer {
 
     fn note_segment_lengths(&mut self) {
         let position = self.journal.position();
-        self.segments.entry(position.seq).or_insert_with(|| SegmentInfo::new(SEGMENT_HEADER_LEN)).len = position.offset;
+        self.segments
+            .entry(position.seq)
+            .or_insert_with(|| SegmentInfo::new(SEGMENT_HEADER_LEN))
+            .len = position.offset;
         if self.journal.rolled {
             self.journal.rolled = false;
             self.maintenance_due = true;
@@ -401,18 +436,24 @@ impl Writer {
     fn settle_pending(&self, batch: &[(u64, Op)], locations: &[Location]) {
         let mut locations = locations.iter();
         for (_, op) in batch {
-            let Op::Append { log, records, .. } = op else { continue };
+            let Op::Append { log, records, .. } = op else {
+                continue;
+            };
             let mut log = lock(log);
             for record in records {
-                let Some(location) = locations.next() else { return };
+                let Some(location) = locations.next() else {
+                    return;
+                };
                 if log.dropped {
                     continue;
                 }
-                let payload_matches = log
-                    .pending
-                    .get(&record.index)
-                    .is_some_and(|pending| pending.as_ptr() == record.payload.as_ptr() && pending.len() == record.payload.len());
-                let Some(slot) = log.index.get_mut(record.index) else { continue };
+                let payload_matches = log.pending.get(&record.index).is_some_and(|pending| {
+                    pending.as_ptr() == record.payload.as_ptr()
+                        && pending.len() == record.payload.len()
+                });
+                let Some(slot) = log.index.get_mut(record.index) else {
+                    continue;
+                };
                 if !slot.is_pending()
                     || slot.term != record.term
                     || slot.kind != record.kind
@@ -434,12 +475,16 @@ impl Writer {
         for (seq, op) in batch {
             match op {
                 Op::Purge { group, upto } => {
-                    let Some(meta) = self.metas.get_mut(group) else { continue };
+                    let Some(meta) = self.metas.get_mut(group) else {
+                        continue;
+                    };
                     if meta.purged.is_some_and(|purged| purged.index >= upto.index) {
                         continue;
                     }
                     meta.purged = Some(*upto);
-                    self.groups_tree.insert(group_key(*group), meta.encode()).map_err(sled_io_error)?;
+                    self.groups_tree
+                        .insert(group_key(*group), meta.encode())
+                        .map_err(sled_io_error)?;
                     self.unflushed_purges.insert(*group, upto.index);
                     self.sled_dirty = true;
                 }
@@ -448,7 +493,9 @@ impl Writer {
                     let mut sled_batch = sled::Batch::default();
                     for kv_op in ops {
                         match kv_op {
-                            KvOp::Put(key, value) => sled_batch.insert(key.as_slice(), value.as_slice()),
+                            KvOp::Put(key, value) => {
+                                sled_batch.insert(key.as_slice(), value.as_slice())
+                            }
                             KvOp::Delete(key) => sled_batch.remove(key.as_slice()),
                         }
                     }
@@ -457,15 +504,22 @@ impl Writer {
                     self.sled_dirty = true;
                 }
                 Op::CreateGroup { group, .. } => {
-                    let meta = GroupMeta { created_at, purged: None };
-                    self.groups_tree.insert(group_key(*group), meta.encode()).map_err(sled_io_error)?;
+                    let meta = GroupMeta {
+                        created_at,
+                        purged: None,
+                    };
+                    self.groups_tree
+                        .insert(group_key(*group), meta.encode())
+                        .map_err(sled_io_error)?;
                     self.metas.insert(*group, meta);
                     self.durable_purged.remove(group);
                     self.unflushed_purges.remove(group);
                     self.sled_dirty = true;
                 }
                 Op::DropGroup { group, .. } => {
-                    self.groups_tree.remove(group_key(*group)).map_err(sled_io_error)?;
+                    self.groups_tree
+                        .remove(group_key(*group))
+                        .map_err(sled_io_error)?;
                     self.metas.remove(group);
                     self.durable_purged.remove(group);
                     self.unflushed_purges.remove(group);
@@ -474,7 +528,10 @@ impl Writer {
                     }
                     let space = group_space(*group);
                     write_lock(&self.shared.trees).remove(&space);
-                    self.shared.db.drop_tree(space.as_bytes()).map_err(sled_io_error)?;
+                    self.shared
+                        .db
+                        .drop_tree(space.as_bytes())
+                        .map_err(sled_io_error)?;
                     lock(&self.shared.overlay).remove(&space);
                     self.sled_dirty = true;
                     self.maintenance_due = true;
@@ -489,20 +546,29 @@ impl Writer {
         if let Some(tree) = read_lock(&self.shared.trees).get(space) {
             return Ok(tree.clone());
         }
-        let tree = self.shared.db.open_tree(space.as_bytes()).map_err(sled_io_error)?;
+        let tree = self
+            .shared
+            .db
+            .open_tree(space.as_bytes())
+            .map_err(sled_io_error)?;
         write_lock(&self.shared.trees).insert(space.to_string(), tree.clone());
         Ok(tree)
     }
 
     fn retire_overlay(&self, space: &str, ops: &[KvOp], seq: u64) {
         let mut overlay = lock(&self.shared.overlay);
-        let Some(entries) = overlay.get_mut(space) else { return };
+        let Some(entries) = overlay.get_mut(space) else {
+            return;
+        };
         for kv_op in ops {
             let key = match kv_op {
                 KvOp::Put(key, _) | KvOp::Delete(key) => key,
             };
             // A later write of the same key stays until it is applied too.
-            if entries.get(key).is_some_and(|(entry_seq, _)| *entry_seq == seq) {
+            if entries
+                .get(key)
+                .is_some_and(|(entry_seq, _)| *entry_seq == seq)
+            {
                 entries.remove(key);
             }
         }
@@ -530,7 +596,8 @@ impl Writer {
         if self.poisoned {
             return;
         }
-        let flush_due = self.sled_dirty && (shutting_down || self.last_sled_flush.elapsed() >= LAZY_FLUSH_INTERVAL);
+        let flush_due = self.sled_dirty
+            && (shutting_down || self.last_sled_flush.elapsed() >= LAZY_FLUSH_INTERVAL);
         if flush_due && let Err(error) = self.flush_sled() {
             self.poison(&error, "metadata flush");
             return;
@@ -568,7 +635,11 @@ impl Writer {
     /// Whether a registered group may still need records of this segment.
     fn is_pinned(&self, info: &SegmentInfo) -> bool {
         info.pins.iter().any(|(group, max_index)| {
-            self.metas.contains_key(group) && self.durable_purged.get(group).is_none_or(|purged| purged < max_index)
+            self.metas.contains_key(group)
+                && self
+                    .durable_purged
+                    .get(group)
+                    .is_none_or(|purged| purged < max_index)
         })
     }
 
@@ -576,7 +647,7 @@ impl Writer {
     /// TRUNCATE record must never outlive the older records it removed.
     fn collect_garbage(&mut self) -> io::Result<()> {
         while let Some((&seq, info)) = self.segments.first_key_value() {
-            if seq == self.journal.seq {
+            if seq == self.journal.seq || self.is_pinned(info) {
                 break;
             }
             self.delete_segment(seq)?;
@@ -585,7 +656,11 @@ impl Writer {
     }
 
     fn delete_segment(&mut self, seq: u64) -> io::Result<()> {
-        debug_assert_eq!(self.segments.keys().next(), Some(&seq), "segments are deleted oldest first");
+        debug_assert_eq!(
+            self.segments.keys().next(),
+            Some(&seq),
+            "segments are deleted oldest first"
+        );
         self.shared.segments.retire(seq);
         match std::fs::remove_file(journal::segment_path(&self.journal.dir, seq)) {
             Ok(()) => {}
@@ -620,7 +695,9 @@ impl Writer {
                 return Ok(false);
             }
         }
-        let Some((&victim_seq, victim)) = self.segments.first_key_value() else { return Ok(false) };
+        let Some((&victim_seq, victim)) = self.segments.first_key_value() else {
+            return Ok(false);
+        };
         if victim_seq == self.journal.seq {
             return Ok(false);
         }
@@ -629,19 +706,27 @@ impl Writer {
             .pins
             .iter()
             .filter(|(group, max_index)| {
-                self.metas.contains_key(group) && self.durable_purged.get(group).is_none_or(|purged| purged < max_index)
+                self.metas.contains_key(group)
+                    && self
+                        .durable_purged
+                        .get(group)
+                        .is_none_or(|purged| purged < max_index)
             })
             .map(|(group, _)| *group)
             .collect();
-        let Ok(victim_segment) = u32::try_from(victim_seq) else { return Ok(false) };
+        let Ok(victim_segment) = u32::try_from(victim_seq) else {
+            return Ok(false);
+        };
 
-        let mut moves: Vec<(GroupId, Arc<Mutex<GroupLog>>, Vec<(u64, Slot)>)> = Vec::new();
+        let mut moves: Vec<CompactionMove> = Vec::new();
         let mut live_bytes = 0u64;
         {
             let groups = read_lock(&self.shared.groups);
             for group in pinning {
                 // Registered but not in the map: being dropped or created. Try again later.
-                let Some(log) = groups.get(&group) else { return Ok(false) };
+                let Some(log) = groups.get(&group) else {
+                    return Ok(false);
+                };
                 let guard = lock(log);
                 if guard.last_op_seq > self.processed_seq {
                     return Ok(false);
@@ -652,9 +737,16 @@ impl Writer {
                     .filter(|(_, slot)| slot.segment == victim_segment)
                     .map(|(index, slot)| (index, *slot))
                     .collect();
-                live_bytes += live.iter().map(|(_, slot)| u64::from(slot.len)).sum::<u64>();
+                live_bytes += live
+                    .iter()
+                    .map(|(_, slot)| u64::from(slot.len))
+                    .sum::<u64>();
                 drop(guard);
-                moves.push((group, log.clone(), live));
+                moves.push(CompactionMove {
+                    group,
+                    log: log.clone(),
+                    live,
+                });
             }
         }
         if live_bytes * 100 >= victim_len * COMPACT_MAX_LIVE_PERCENT {
@@ -664,23 +756,40 @@ impl Writer {
         let file = self.shared.segments.get(victim_seq)?;
         let mut relocated = 0u64;
         let mut new_locations: Vec<Vec<Location>> = Vec::with_capacity(moves.len());
-        for (group, _, live) in &moves {
+        for CompactionMove { group, live, .. } in &moves {
             let mut group_locations = Vec::with_capacity(live.len());
             for (index, slot) in live {
                 let mut record = vec![0u8; slot.len as usize];
                 file.read_exact_at(&mut record, u64::from(slot.offset))?;
                 let header = journal::decode_record(&record).map_err(|reason| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("journal segment {victim_seq} offset {}: {reason}", slot.offset))
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "journal segment {victim_seq} offset {}: {reason}",
+                            slot.offset
+                        ),
+                    )
                 })?;
-                let expected = RecordBody::Entry { index: *index, term: slot.term, kind: slot.kind, tag: slot.tag };
+                let expected = RecordBody::Entry {
+                    index: *index,
+                    term: slot.term,
+                    kind: slot.kind,
+                    tag: slot.tag,
+                };
                 if header.group != *group || header.body != expected {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("journal segment {victim_seq} offset {}: unexpected record", slot.offset),
+                        format!(
+                            "journal segment {victim_seq} offset {}: unexpected record",
+                            slot.offset
+                        ),
                     ));
                 }
                 let location =
-                    self.journal.stage(&self.shared.stats, record.len() as u64, |buf| buf.extend_from_slice(&record))?;
+                    self.journal
+                        .stage(&self.shared.stats, record.len() as u64, |buf| {
+                            buf.extend_from_slice(&record)
+                        })?;
                 self.segments
                     .entry(u64::from(location.segment))
                     .or_insert_with(|| SegmentInfo::new(SEGMENT_HEADER_LEN))
@@ -692,7 +801,7 @@ impl Writer {
         }
         self.journal.commit(&self.shared.stats)?;
         self.note_segment_lengths();
-        for ((_, log, live), locations) in moves.iter().zip(new_locations) {
+        for (CompactionMove { log, live, .. }, locations) in moves.iter().zip(new_locations) {
             let mut guard = lock(log);
             for ((index, old_slot), location) in live.iter().zip(locations) {
                 if let Some(slot) = guard.index.get_mut(*index)
@@ -711,9 +820,22 @@ impl Writer {
     }
 }
 
+/// The live records of one group in a segment being compacted.
+struct CompactionMove {
+    group: GroupId,
+    log: Arc<Mutex<GroupLog>>,
+    live: Vec<(u64, Slot)>,
+}
+
 /// Whether the op's callback may only fire once sled is flushed.
 fn needs_sled_flush(op: &Op) -> bool {
-    matches!(op, Op::Kv { done: Some(_), .. } | Op::Flush { .. } | Op::CreateGroup { .. } | Op::DropGroup { .. })
+    matches!(
+        op,
+        Op::Kv { done: Some(_), .. }
+            | Op::Flush { .. }
+            | Op::CreateGroup { .. }
+            | Op::DropGroup { .. }
+    )
 }
 
 /// Runs a `Durable`; a panicking callback is logged, not allowed to kill the journal thread.
@@ -735,7 +857,9 @@ fn complete(op: Op, failure: Option<&io::Error>) {
     };
     match op {
         Op::Append { done, .. } | Op::Flush { done } => fire(done, result()),
-        Op::Kv { done: Some(done), .. } => fire(done, result()),
+        Op::Kv {
+            done: Some(done), ..
+        } => fire(done, result()),
         Op::CreateGroup { reply, .. } | Op::DropGroup { reply, .. } => {
             // The caller may have given up waiting; nothing to do then.
             let _ = reply.send(result());
@@ -763,7 +887,10 @@ fn fail_until_stopped(shared: &Shared) {
         }
         queue = lock(&shared.queue);
         while queue.ops.is_empty() && queue.mode == RunMode::Running {
-            queue = shared.queue_ready.wait(queue).unwrap_or_else(|error| error.into_inner());
+            queue = shared
+                .queue_ready
+                .wait(queue)
+                .unwrap_or_else(|error| error.into_inner());
         }
     }
 }

@@ -31,7 +31,11 @@ fn open(dir: &Path) -> DiskStorage {
 }
 
 fn open_small(dir: &Path, segment_bytes: u64) -> DiskStorage {
-    DiskStorage::open(DiskOptions { dir: dir.to_path_buf(), segment_bytes }).expect("open storage")
+    DiskStorage::open(DiskOptions {
+        dir: dir.to_path_buf(),
+        segment_bytes,
+    })
+    .expect("open storage")
 }
 
 fn position(index: u64, term: u64) -> LogPosition {
@@ -39,7 +43,17 @@ fn position(index: u64, term: u64) -> LogPosition {
 }
 
 fn snapshot(storage: &DiskStorage) -> Vec<(u64, LogBounds, Vec<LogRecord>)> {
-    storage.groups().into_iter().map(|group| (group, storage.bounds(group).unwrap(), read_all(storage, group))).collect()
+    storage
+        .groups()
+        .into_iter()
+        .map(|group| {
+            (
+                group,
+                storage.bounds(group).unwrap(),
+                read_all(storage, group),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -48,14 +62,29 @@ fn reopen_after_clean_drop_returns_identical_state() {
     let storage = open(dir.path());
     for group in 1..=3 {
         storage.create_group(group).unwrap();
-        append_durably(&storage, group, records(group, 1..=20, 1, 300 * group as usize)).unwrap();
+        append_durably(
+            &storage,
+            group,
+            records(group, 1..=20, 1, 300 * group as usize),
+        )
+        .unwrap();
     }
     storage.purge_upto(2, position(7, 1)).unwrap();
     storage.truncate_after(3, Some(15)).unwrap();
     // Neither waited for nor flushed: a clean drop must still persist them.
-    storage.append(1, records(1, 21..=22, 2, 10), Box::new(|_| {})).unwrap();
-    storage.kv_write("meta", vec![KvOp::Put(b"k".to_vec(), b"v".to_vec())], None).unwrap();
-    storage.kv_write(&group_space(1), vec![KvOp::Put(b"vote".to_vec(), b"t2".to_vec())], None).unwrap();
+    storage
+        .append(1, records(1, 21..=22, 2, 10), Box::new(|_| {}))
+        .unwrap();
+    storage
+        .kv_write("meta", vec![KvOp::Put(b"k".to_vec(), b"v".to_vec())], None)
+        .unwrap();
+    storage
+        .kv_write(
+            &group_space(1),
+            vec![KvOp::Put(b"vote".to_vec(), b"t2".to_vec())],
+            None,
+        )
+        .unwrap();
     let before = snapshot(&storage);
     drop(storage);
 
@@ -63,7 +92,10 @@ fn reopen_after_clean_drop_returns_identical_state() {
     assert_eq!(snapshot(&storage), before);
     assert_eq!(storage.bounds(2).unwrap().purged, Some(position(7, 1)));
     assert_eq!(storage.kv_get("meta", b"k").unwrap(), Some(b"v".to_vec()));
-    assert_eq!(storage.kv_get(&group_space(1), b"vote").unwrap(), Some(b"t2".to_vec()));
+    assert_eq!(
+        storage.kv_get(&group_space(1), b"vote").unwrap(),
+        Some(b"t2".to_vec())
+    );
     // Appends continue where the log ended.
     append_durably(&storage, 1, records(1, 23..=23, 2, 10)).unwrap();
 }
@@ -100,12 +132,18 @@ fn torn_tail_of_newest_segment_is_cut_off() {
     storage.create_group(1).unwrap();
     append_durably(&storage, 1, records(1, 1..=10, 1, 200)).unwrap();
     // Not waited for: in a crash these could be lost, or torn.
-    storage.append(1, records(1, 11..=13, 1, 200), Box::new(|_| {})).unwrap();
+    storage
+        .append(1, records(1, 11..=13, 1, 200), Box::new(|_| {}))
+        .unwrap();
     drop(storage);
     cut_tail(dir.path(), 3);
 
     let storage = open(dir.path());
-    assert_eq!(read_all(&storage, 1), records(1, 1..=12, 1, 200), "only the torn record is gone");
+    assert_eq!(
+        read_all(&storage, 1),
+        records(1, 1..=12, 1, 200),
+        "only the torn record is gone"
+    );
     // The journal goes on after the cut.
     append_durably(&storage, 1, records(1, 13..=14, 2, 200)).unwrap();
     drop(storage);
@@ -123,13 +161,23 @@ fn crash_keeps_every_durable_record() {
     storage.create_group(2).unwrap();
     append_durably(&storage, 1, records(1, 1..=10, 1, 500)).unwrap();
     let (done, outcome) = durable();
-    storage.kv_write(&group_space(1), vec![KvOp::Put(b"vote".to_vec(), b"3".to_vec())], Some(done)).unwrap();
+    storage
+        .kv_write(
+            &group_space(1),
+            vec![KvOp::Put(b"vote".to_vec(), b"3".to_vec())],
+            Some(done),
+        )
+        .unwrap();
     outcome.recv().unwrap().unwrap();
     let newest = segment_files(dir.path()).pop().unwrap();
     let durable_len = std::fs::metadata(&newest).unwrap().len();
     for index in 11..=60 {
-        storage.append(1, vec![record(1, index, 1, 500)], Box::new(|_| {})).unwrap();
-        storage.append(2, vec![record(2, index, 1, 500)], Box::new(|_| {})).unwrap();
+        storage
+            .append(1, vec![record(1, index, 1, 500)], Box::new(|_| {}))
+            .unwrap();
+        storage
+            .append(2, vec![record(2, index, 1, 500)], Box::new(|_| {}))
+            .unwrap();
     }
     storage.simulate_crash();
     // Tear whatever was written after the last acknowledged round (a torn write can only
@@ -141,14 +189,25 @@ fn crash_keeps_every_durable_record() {
 
     let storage = open(dir.path());
     let recovered = read_all(&storage, 1);
-    assert!(recovered.len() >= 10, "durable records lost: {} left", recovered.len());
+    assert!(
+        recovered.len() >= 10,
+        "durable records lost: {} left",
+        recovered.len()
+    );
     let last = recovered.last().unwrap().index;
-    assert_eq!(recovered, records(1, 1..=last, 1, 500), "a prefix of what was appended, nothing else");
+    assert_eq!(
+        recovered,
+        records(1, 1..=last, 1, 500),
+        "a prefix of what was appended, nothing else"
+    );
     let other = read_all(&storage, 2);
     if let Some(last) = other.last() {
         assert_eq!(other, records(2, 11..=last.index, 1, 500));
     }
-    assert_eq!(storage.kv_get(&group_space(1), b"vote").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(
+        storage.kv_get(&group_space(1), b"vote").unwrap(),
+        Some(b"3".to_vec())
+    );
 }
 
 #[test]
@@ -161,7 +220,12 @@ fn garbage_after_the_last_record_is_ignored() {
     let newest = segment_files(dir.path()).pop().unwrap();
     let clean_len = std::fs::metadata(&newest).unwrap().len();
     // What a preallocating file system leaves after a crash.
-    OpenOptions::new().append(true).open(&newest).unwrap().write_all(&[0u8; 4096]).unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .unwrap()
+        .write_all(&[0u8; 4096])
+        .unwrap();
 
     let storage = open(dir.path());
     assert_eq!(read_all(&storage, 1), records(1, 1..=5, 1, 100));
@@ -176,7 +240,11 @@ fn damaged_payload_in_newest_segment_cuts_from_there() {
     append_durably(&storage, 1, records(1, 1..=5, 1, 100)).unwrap();
     drop(storage);
     let newest = segment_files(dir.path()).pop().unwrap();
-    let file = OpenOptions::new().read(true).write(true).open(&newest).unwrap();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&newest)
+        .unwrap();
     // A byte in the payload of the fourth record: 16-byte header + 3 records of 146 bytes + 46.
     let offset = 16 + 3 * 146 + 46 + 10;
     let mut byte = [0u8; 1];
@@ -195,23 +263,45 @@ fn damage_in_an_older_segment_is_reported() {
     append_durably(&storage, 1, records(1, 1..=20, 1, 1000)).unwrap();
     drop(storage);
     let files = segment_files(dir.path());
-    assert!(files.len() > 3, "expected several segments, got {}", files.len());
-    let oldest = OpenOptions::new().read(true).write(true).open(&files[0]).unwrap();
+    assert!(
+        files.len() > 3,
+        "expected several segments, got {}",
+        files.len()
+    );
+    let oldest = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&files[0])
+        .unwrap();
 
     // A damaged payload in an old segment is only noticed when read.
     let payload_offset = 16 + 46 + 500;
     let mut byte = [0u8; 1];
     oldest.read_exact_at(&mut byte, payload_offset).unwrap();
-    oldest.write_all_at(&[byte[0] ^ 0xff], payload_offset).unwrap();
+    oldest
+        .write_all_at(&[byte[0] ^ 0xff], payload_offset)
+        .unwrap();
     let storage = open_small(dir.path(), 4096);
-    assert!(matches!(storage.read(1, 1, 2, usize::MAX), Err(StorageError::Corrupt(_))));
-    assert_eq!(storage.read(1, 2, 3, usize::MAX).unwrap(), records(1, 2..=2, 1, 1000));
+    assert!(matches!(
+        storage.read(1, 1, 2, usize::MAX),
+        Err(StorageError::Corrupt(_))
+    ));
+    assert_eq!(
+        storage.read(1, 2, 3, usize::MAX).unwrap(),
+        records(1, 2..=2, 1, 1000)
+    );
     drop(storage);
 
     // A damaged header in an old segment stops the open.
     oldest.write_all_at(&[byte[0]], payload_offset).unwrap();
     oldest.write_all_at(&[0xAB], 16 + 20).unwrap();
-    assert!(matches!(DiskStorage::open(DiskOptions { dir: dir.path().to_path_buf(), segment_bytes: 4096 }), Err(StorageError::Corrupt(_))));
+    assert!(matches!(
+        DiskStorage::open(DiskOptions {
+            dir: dir.path().to_path_buf(),
+            segment_bytes: 4096
+        }),
+        Err(StorageError::Corrupt(_))
+    ));
 }
 
 #[test]
@@ -228,18 +318,31 @@ fn purged_segments_are_deleted() {
         }
     }
     let files_before = segment_files(dir.path()).len();
-    assert!(files_before >= 8, "expected the journal to roll, got {files_before} segments");
+    assert!(
+        files_before >= 8,
+        "expected the journal to roll, got {files_before} segments"
+    );
     for group in 1..=3 {
         storage.purge_upto(group, position(200, 1)).unwrap();
     }
     settle(&storage);
-    assert_eq!(segment_files(dir.path()).len(), 1, "only the active segment stays");
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        1,
+        "only the active segment stays"
+    );
     assert!(storage.stats().segments_deleted >= files_before as u64 - 1);
     drop(storage);
 
     let storage = open_small(dir.path(), 64 << 10);
     for group in 1..=3 {
-        assert_eq!(storage.bounds(group).unwrap(), LogBounds { purged: Some(position(200, 1)), last: Some(position(200, 1)) });
+        assert_eq!(
+            storage.bounds(group).unwrap(),
+            LogBounds {
+                purged: Some(position(200, 1)),
+                last: Some(position(200, 1))
+            }
+        );
         append_durably(&storage, group, records(group, 201..=201, 1, 10)).unwrap();
     }
 }
@@ -265,8 +368,15 @@ fn pinned_oldest_segment_holds_back_newer_ones() {
     // ~2.5 segments: too few for compaction.
     let storage = pinned_journal(dir.path(), 150);
     let files = segment_files(dir.path()).len();
-    assert!(files >= 3, "expected the journal to roll, got {files} segments");
-    assert_eq!(storage.stats().segments_deleted, 0, "group 1 pins the oldest segment");
+    assert!(
+        files >= 3,
+        "expected the journal to roll, got {files} segments"
+    );
+    assert_eq!(
+        storage.stats().segments_deleted,
+        0,
+        "group 1 pins the oldest segment"
+    );
     storage.purge_upto(1, position(1, 1)).unwrap();
     settle(&storage);
     assert_eq!(segment_files(dir.path()).len(), 1);
@@ -277,15 +387,31 @@ fn compaction_frees_a_pinned_oldest_segment() {
     let dir = tempfile::tempdir().unwrap();
     let storage = pinned_journal(dir.path(), 600);
     let stats = storage.stats();
-    assert!(stats.segments_created >= 8, "expected the journal to roll, got {stats:?}");
-    assert!(stats.segments_compacted >= 1, "the oldest segment should have been compacted: {stats:?}");
-    assert!(segment_files(dir.path()).len() <= 2, "left: {:?}", segment_files(dir.path()));
+    assert!(
+        stats.segments_created >= 8,
+        "expected the journal to roll, got {stats:?}"
+    );
+    assert!(
+        stats.segments_compacted >= 1,
+        "the oldest segment should have been compacted: {stats:?}"
+    );
+    assert!(
+        segment_files(dir.path()).len() <= 2,
+        "left: {:?}",
+        segment_files(dir.path())
+    );
     assert_eq!(read_all(&storage, 1), records(1, 1..=1, 1, 100));
     drop(storage);
 
     let storage = open_small(dir.path(), 64 << 10);
     assert_eq!(read_all(&storage, 1), records(1, 1..=1, 1, 100));
-    assert_eq!(storage.bounds(2).unwrap(), LogBounds { purged: Some(position(600, 1)), last: Some(position(600, 1)) });
+    assert_eq!(
+        storage.bounds(2).unwrap(),
+        LogBounds {
+            purged: Some(position(600, 1)),
+            last: Some(position(600, 1))
+        }
+    );
     append_durably(&storage, 1, records(1, 2..=2, 1, 100)).unwrap();
 }
 
@@ -342,14 +468,22 @@ fn appends_from_many_threads_share_fsyncs() {
             let start = start.clone();
             std::thread::spawn(move || {
                 // Each thread owns the groups congruent to it, and appends to them in turn.
-                let groups: Vec<u64> = (0..GROUPS).filter(|group| group % THREADS == thread).collect();
+                let groups: Vec<u64> = (0..GROUPS)
+                    .filter(|group| group % THREADS == thread)
+                    .collect();
                 let mut next_index = vec![1u64; groups.len()];
                 let mut outcomes = Vec::new();
                 start.wait();
                 for append in 0..APPENDS / THREADS {
                     let slot = append as usize % groups.len();
                     let (done, outcome) = durable();
-                    storage.append(groups[slot], vec![record(groups[slot], next_index[slot], 1, 512)], done).unwrap();
+                    storage
+                        .append(
+                            groups[slot],
+                            vec![record(groups[slot], next_index[slot], 1, 512)],
+                            done,
+                        )
+                        .unwrap();
                     next_index[slot] += 1;
                     outcomes.push(outcome);
                 }
@@ -363,9 +497,14 @@ fn appends_from_many_threads_share_fsyncs() {
         worker.join().unwrap();
     }
     let syncs = storage.stats().data_syncs - syncs_before;
-    let appended: usize = (0..GROUPS).map(|group| read_all(&*storage, group).len()).sum();
+    let appended: usize = (0..GROUPS)
+        .map(|group| read_all(&*storage, group).len())
+        .sum();
     assert_eq!(appended as u64, APPENDS);
-    assert!(syncs < APPENDS / 2, "{syncs} fdatasyncs for {APPENDS} appends: no group commit");
+    assert!(
+        syncs < APPENDS / 2,
+        "{syncs} fdatasyncs for {APPENDS} appends: no group commit"
+    );
 }
 
 #[test]
@@ -384,7 +523,9 @@ fn reads_stay_consistent_while_segments_are_reclaimed() {
                     // Groups keep different amounts of history, so segments get pinned and
                     // compacted as well as simply deleted.
                     if index % 25 == 0 && index > 50 * (group + 1) {
-                        storage.purge_upto(group, position(index - 50 * (group + 1), 1)).unwrap();
+                        storage
+                            .purge_upto(group, position(index - 50 * (group + 1), 1))
+                            .unwrap();
                         common::flush(&*storage);
                     }
                 }

@@ -4,8 +4,8 @@
 //! shape differently (a blob is a base64 string in JSON and a byte string in CBOR; a timestamp
 //! is epoch seconds in JSON and tag 1 over epoch milliseconds in CBOR), and the decoder cannot
 //! know a member's model type. So both codecs decode into one [`Value`] tree that keeps what the
-//! wire said, and the typed accessors in [`input`] interpret it by the shape the operation
-//! expects. On the way out the operation layer builds a [`Value`] with [`Value::Bytes`] and
+//! wire said, and the typed accessors ([`fields`], [`Map::string`], [`Map::blob`],
+//! [`Map::timestamp`], ...) interpret it by the shape the operation expects. On the way out the operation layer builds a [`Value`] with [`Value::Bytes`] and
 //! [`Value::Timestamp`] and each encoder writes them the way its protocol wants.
 
 mod cbor;
@@ -22,16 +22,21 @@ use riffle_types::{ErrorCode, KinesisError};
 pub enum Value {
     /// JSON `null`, CBOR null or undefined.
     Null,
+    /// JSON `true`/`false`, CBOR simple values 20 and 21.
     Bool(bool),
     /// Any integer that fits in an `i64`; larger ones decode as [`Value::Float`].
     Int(i64),
+    /// A number with a fraction or exponent (JSON), or a CBOR half/single/double float.
     Float(f64),
+    /// Text; in JSON also every blob on input (base64).
     String(String),
     /// A CBOR byte string on input; a blob to emit on output (base64 text in JSON).
     Bytes(Bytes),
     /// A CBOR tag 1 on input; a timestamp to emit on output (epoch seconds in JSON).
     Timestamp(Timestamp),
+    /// A list.
     Array(Vec<Value>),
+    /// A structure or map; CBOR map keys must be text.
     Map(Map),
 }
 
@@ -277,10 +282,17 @@ impl Format {
 /// A body that is not a well-formed document of its format.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// serde_json's error, with line and column.
     #[error("invalid json: {0}")]
     Json(#[from] serde_json::Error),
+    /// Malformed or unsupported CBOR at byte `offset`.
     #[error("invalid cbor at byte {offset}: {reason}")]
-    Cbor { offset: usize, reason: &'static str },
+    Cbor {
+        /// Where the offending item starts (or where input ran out).
+        offset: usize,
+        /// What is wrong, e.g. `unexpected end of input`.
+        reason: &'static str,
+    },
 }
 
 impl From<DecodeError> for KinesisError {

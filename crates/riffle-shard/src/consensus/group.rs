@@ -183,23 +183,19 @@ impl<M: Machine> Group<M> {
 
     /// Makes `members` the group's first membership if the group has never been initialized;
     /// a no-op otherwise (so every member may call it with the same set).
-    pub async fn bootstrap(
-        &self,
-        members: BTreeMap<ReplicaId, ReplicaNode>,
-    ) -> Result<(), GroupError> {
-        let single_voter = members.len() == 1 && members.contains_key(&self.replica);
+    pub async fn bootstrap(&self, members: BTreeMap<ReplicaId, ReplicaNode>) -> Result<(), GroupError> {
         match self.raft.initialize(members).await {
-            Ok(()) => {}
-            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => return Ok(()),
-            Err(error) => return Err(GroupError::Initialize(error.to_string())),
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(error) => Err(GroupError::Initialize(error.to_string())),
         }
-        if single_voter {
-            // Nobody else can win, so do not wait out an election timeout.
-            self.raft
-                .trigger()
-                .elect(false)
-                .await
-                .map_err(|fatal| GroupError::Stopped(fatal.to_string()))?;
+    }
+
+    /// When this replica is the group's only voter, becomes leader now instead of after an
+    /// election timeout (nobody else can win; matters on restart of single-replica groups).
+    pub async fn campaign_if_sole_voter(&self) -> Result<(), GroupError> {
+        let voters: Vec<ReplicaId> = self.raft.voter_ids().collect();
+        if voters == [self.replica] && !self.is_leader() {
+            self.raft.trigger().elect(false).await.map_err(|fatal| GroupError::Stopped(fatal.to_string()))?;
         }
         Ok(())
     }
