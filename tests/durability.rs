@@ -37,7 +37,13 @@ async fn writer(kinesis: Client, name: String, writer: usize, acked: Acked, stop
             })
             .collect();
         // Errors are expected once the node is killed: those records are simply not acked.
-        let Ok(output) = kinesis.put_records().stream_name(&name).set_records(Some(entries)).send().await else {
+        let Ok(output) = kinesis
+            .put_records()
+            .stream_name(&name)
+            .set_records(Some(entries))
+            .send()
+            .await
+        else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
@@ -51,7 +57,12 @@ async fn writer(kinesis: Client, name: String, writer: usize, acked: Acked, stop
 }
 
 async fn read_all(kinesis: &Client, name: &str) -> BTreeMap<String, Vec<(String, String)>> {
-    let shards = kinesis.list_shards().stream_name(name).send().await.unwrap();
+    let shards = kinesis
+        .list_shards()
+        .stream_name(name)
+        .send()
+        .await
+        .unwrap();
     let mut out = BTreeMap::new();
     for shard in shards.shards() {
         let mut iterator = kinesis
@@ -67,7 +78,12 @@ async fn read_all(kinesis: &Client, name: &str) -> BTreeMap<String, Vec<(String,
             .to_string();
         let mut records = Vec::new();
         loop {
-            let page = kinesis.get_records().shard_iterator(&iterator).send().await.unwrap();
+            let page = kinesis
+                .get_records()
+                .shard_iterator(&iterator)
+                .send()
+                .await
+                .unwrap();
             for record in page.records() {
                 records.push((
                     String::from_utf8(record.data().as_ref().to_vec()).unwrap(),
@@ -90,13 +106,27 @@ async fn kill_nine_under_load_loses_no_acknowledged_record() {
     let mut node = RiffleProcess::start(dir.path()).unwrap();
     let kinesis = client(&node.endpoint());
     let name = stream_name("durable");
-    kinesis.create_stream().stream_name(&name).shard_count(4).send().await.unwrap();
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(4)
+        .send()
+        .await
+        .unwrap();
     wait_active(&kinesis, &name).await.unwrap();
 
     let acked: Acked = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..8)
-        .map(|w| tokio::spawn(writer(kinesis.clone(), name.clone(), w, acked.clone(), stop.clone())))
+        .map(|w| {
+            tokio::spawn(writer(
+                kinesis.clone(),
+                name.clone(),
+                w,
+                acked.clone(),
+                stop.clone(),
+            ))
+        })
         .collect();
     // Let the load run, then pull the plug while requests are in flight.
     while acked.lock().unwrap().len() < 3_000 {
@@ -118,7 +148,11 @@ async fn kill_nine_under_load_loses_no_acknowledged_record() {
     let mut found: HashMap<&str, (&str, &str)> = HashMap::new();
     for (shard, records) in &stored {
         for window in records.windows(2) {
-            assert!(window[0].1 < window[1].1, "shard {shard} out of order: {:?}", window);
+            assert!(
+                window[0].1 < window[1].1,
+                "shard {shard} out of order: {:?}",
+                window
+            );
         }
         for (id, sequence) in records {
             let previous = found.insert(id.as_str(), (shard.as_str(), sequence.as_str()));
@@ -127,9 +161,17 @@ async fn kill_nine_under_load_loses_no_acknowledged_record() {
     }
     for (id, (shard, sequence)) in &acked {
         let Some((stored_shard, stored_sequence)) = found.get(id.as_str()) else {
-            panic!("acknowledged record {id} lost ({} acked, {} stored)", acked.len(), found.len());
+            panic!(
+                "acknowledged record {id} lost ({} acked, {} stored)",
+                acked.len(),
+                found.len()
+            );
         };
-        assert_eq!((stored_shard, stored_sequence), (&shard.as_str(), &sequence.as_str()), "record {id} changed");
+        assert_eq!(
+            (stored_shard, stored_sequence),
+            (&shard.as_str(), &sequence.as_str()),
+            "record {id} changed"
+        );
     }
     // Per writer (one partition key each), acknowledged records keep their write order.
     for records in stored.values() {
@@ -144,7 +186,14 @@ async fn kill_nine_under_load_loses_no_acknowledged_record() {
     }
 
     // The stream keeps working, and new numbers continue above the old ones.
-    let put = kinesis.put_record().stream_name(&name).partition_key("writer-0").data(Blob::new("after")).send().await.unwrap();
+    let put = kinesis
+        .put_record()
+        .stream_name(&name)
+        .partition_key("writer-0")
+        .data(Blob::new("after"))
+        .send()
+        .await
+        .unwrap();
     let shard_records = &stored[put.shard_id()];
     if let Some((_, last)) = shard_records.last() {
         assert!(put.sequence_number() > last.as_str());
@@ -157,16 +206,46 @@ async fn clean_restart_keeps_streams_and_records() {
     let mut node = RiffleProcess::start(dir.path()).unwrap();
     let kinesis = client(&node.endpoint());
     let name = stream_name("restart");
-    kinesis.create_stream().stream_name(&name).shard_count(2).send().await.unwrap();
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(2)
+        .send()
+        .await
+        .unwrap();
     wait_active(&kinesis, &name).await.unwrap();
-    kinesis.add_tags_to_stream().stream_name(&name).tags("kept", "yes").send().await.unwrap();
-    let put = kinesis.put_record().stream_name(&name).partition_key("k").data(Blob::new("v")).send().await.unwrap();
-    assert!(node.terminate().unwrap(), "SIGTERM must stop the node cleanly");
+    kinesis
+        .add_tags_to_stream()
+        .stream_name(&name)
+        .tags("kept", "yes")
+        .send()
+        .await
+        .unwrap();
+    let put = kinesis
+        .put_record()
+        .stream_name(&name)
+        .partition_key("k")
+        .data(Blob::new("v"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        node.terminate().unwrap(),
+        "SIGTERM must stop the node cleanly"
+    );
 
     let node = RiffleProcess::start(dir.path()).unwrap();
     let kinesis = client(&node.endpoint());
-    let tags = kinesis.list_tags_for_stream().stream_name(&name).send().await.unwrap();
+    let tags = kinesis
+        .list_tags_for_stream()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(tags.tags()[0].key(), "kept");
     let stored = read_all(&kinesis, &name).await;
-    assert_eq!(stored[put.shard_id()], [("v".to_string(), put.sequence_number().to_string())]);
+    assert_eq!(
+        stored[put.shard_id()],
+        [("v".to_string(), put.sequence_number().to_string())]
+    );
 }

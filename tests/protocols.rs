@@ -128,13 +128,17 @@ fn decode(input: &[u8], at: &mut usize) -> Cbor {
             match argument() {
                 Some(len) => {
                     for _ in 0..len {
-                        let Cbor::Text(key) = decode(input, at) else { panic!("non-text key") };
+                        let Cbor::Text(key) = decode(input, at) else {
+                            panic!("non-text key")
+                        };
                         map.insert(key, decode(input, at));
                     }
                 }
                 None => {
                     while input[*at] != 0xff {
-                        let Cbor::Text(key) = decode(input, at) else { panic!("non-text key") };
+                        let Cbor::Text(key) = decode(input, at) else {
+                            panic!("non-text key")
+                        };
                         map.insert(key, decode(input, at));
                     }
                     *at += 1;
@@ -162,7 +166,12 @@ fn decode(input: &[u8], at: &mut usize) -> Cbor {
 }
 
 fn map(entries: &[(&str, Cbor)]) -> Cbor {
-    Cbor::Map(entries.iter().map(|(key, value)| (key.to_string(), value.clone())).collect())
+    Cbor::Map(
+        entries
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.clone()))
+            .collect(),
+    )
 }
 
 fn text(value: &str) -> Cbor {
@@ -182,8 +191,13 @@ struct Raw {
 
 impl Raw {
     fn new(endpoint: &str, http2: bool) -> Raw {
-        let client = Client::builder(TokioExecutor::new()).http2_only(http2).build_http();
-        Raw { client, endpoint: endpoint.to_string() }
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(http2)
+            .build_http();
+        Raw {
+            client,
+            endpoint: endpoint.to_string(),
+        }
     }
 
     async fn call(&self, operation: &str, content_type: &str, body: Vec<u8>) -> Response {
@@ -196,37 +210,70 @@ impl Raw {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        Response { status, headers, body }
+        Response {
+            status,
+            headers,
+            body,
+        }
     }
 
     async fn cbor(&self, operation: &str, input: &Cbor) -> (u16, Cbor) {
         let mut body = Vec::new();
         encode(input, &mut body);
-        let response = self.call(operation, "application/x-amz-cbor-1.1", body).await;
-        assert_eq!(response.headers["content-type"], "application/x-amz-cbor-1.1");
+        let response = self
+            .call(operation, "application/x-amz-cbor-1.1", body)
+            .await;
+        assert_eq!(
+            response.headers["content-type"],
+            "application/x-amz-cbor-1.1"
+        );
         let mut at = 0;
         let value = decode(&response.body, &mut at);
         assert_eq!(at, response.body.len(), "trailing bytes in a CBOR response");
         (response.status, value)
     }
 
-    async fn json(&self, operation: &str, input: serde_json::Value) -> (u16, serde_json::Value, http::HeaderMap) {
-        let response = self.call(operation, "application/x-amz-json-1.1", serde_json::to_vec(&input).unwrap()).await;
-        assert_eq!(response.headers["content-type"], "application/x-amz-json-1.1");
-        (response.status, serde_json::from_slice(&response.body).unwrap(), response.headers)
+    async fn json(
+        &self,
+        operation: &str,
+        input: serde_json::Value,
+    ) -> (u16, serde_json::Value, http::HeaderMap) {
+        let response = self
+            .call(
+                operation,
+                "application/x-amz-json-1.1",
+                serde_json::to_vec(&input).unwrap(),
+            )
+            .await;
+        assert_eq!(
+            response.headers["content-type"],
+            "application/x-amz-json-1.1"
+        );
+        (
+            response.status,
+            serde_json::from_slice(&response.body).unwrap(),
+            response.headers,
+        )
     }
 }
 
 fn field<'a>(value: &'a Cbor, key: &str) -> &'a Cbor {
     match value {
-        Cbor::Map(map) => map.get(key).unwrap_or_else(|| panic!("no {key} in {value:?}")),
+        Cbor::Map(map) => map
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in {value:?}")),
         other => panic!("not a map: {other:?}"),
     }
 }
 
 async fn wait_active(raw: &Raw, name: &str) {
     for _ in 0..200 {
-        let (_, summary, _) = raw.json("DescribeStreamSummary", serde_json::json!({"StreamName": name})).await;
+        let (_, summary, _) = raw
+            .json(
+                "DescribeStreamSummary",
+                serde_json::json!({"StreamName": name}),
+            )
+            .await;
         if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE" {
             return;
         }
@@ -241,7 +288,12 @@ async fn cbor_round_trip(http2: bool) {
     let raw = Raw::new(&node.endpoint(), http2);
     let name = stream_name(if http2 { "cbor-h2" } else { "cbor-h1" });
 
-    let (status, _) = raw.cbor("CreateStream", &map(&[("StreamName", text(&name)), ("ShardCount", Cbor::Uint(1))])).await;
+    let (status, _) = raw
+        .cbor(
+            "CreateStream",
+            &map(&[("StreamName", text(&name)), ("ShardCount", Cbor::Uint(1))]),
+        )
+        .await;
     assert_eq!(status, 200);
     wait_active(&raw, &name).await;
 
@@ -249,13 +301,22 @@ async fn cbor_round_trip(http2: bool) {
     let (status, put) = raw
         .cbor(
             "PutRecord",
-            &map(&[("StreamName", text(&name)), ("PartitionKey", text("k")), ("Data", Cbor::Bytes(payload.clone()))]),
+            &map(&[
+                ("StreamName", text(&name)),
+                ("PartitionKey", text("k")),
+                ("Data", Cbor::Bytes(payload.clone())),
+            ]),
         )
         .await;
     assert_eq!(status, 200, "{put:?}");
-    let Cbor::Text(sequence) = field(&put, "SequenceNumber") else { panic!("sequence number is not text") };
+    let Cbor::Text(sequence) = field(&put, "SequenceNumber") else {
+        panic!("sequence number is not text")
+    };
 
-    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let (status, iterator) = raw
         .cbor(
             "GetShardIterator",
@@ -264,17 +325,34 @@ async fn cbor_round_trip(http2: bool) {
                 ("ShardId", text("shardId-000000000000")),
                 ("ShardIteratorType", text("AT_TIMESTAMP")),
                 // Jackson writes timestamps as tag 1 over epoch milliseconds.
-                ("Timestamp", Cbor::Tag(1, Box::new(Cbor::Uint(before - 60_000)))),
+                (
+                    "Timestamp",
+                    Cbor::Tag(1, Box::new(Cbor::Uint(before - 60_000))),
+                ),
             ]),
         )
         .await;
     assert_eq!(status, 200, "{iterator:?}");
-    let (status, records) = raw.cbor("GetRecords", &map(&[("ShardIterator", field(&iterator, "ShardIterator").clone())])).await;
+    let (status, records) = raw
+        .cbor(
+            "GetRecords",
+            &map(&[("ShardIterator", field(&iterator, "ShardIterator").clone())]),
+        )
+        .await;
     assert_eq!(status, 200);
-    let Cbor::Array(records) = field(&records, "Records") else { panic!("Records is not an array") };
+    let Cbor::Array(records) = field(&records, "Records") else {
+        panic!("Records is not an array")
+    };
     assert_eq!(records.len(), 1);
-    assert_eq!(field(&records[0], "Data"), &Cbor::Bytes(payload), "blobs come back as raw byte strings");
-    assert_eq!(field(&records[0], "SequenceNumber"), &Cbor::Text(sequence.clone()));
+    assert_eq!(
+        field(&records[0], "Data"),
+        &Cbor::Bytes(payload),
+        "blobs come back as raw byte strings"
+    );
+    assert_eq!(
+        field(&records[0], "SequenceNumber"),
+        &Cbor::Text(sequence.clone())
+    );
     match field(&records[0], "ApproximateArrivalTimestamp") {
         Cbor::Tag(1, inner) => {
             let millis = match **inner {
@@ -282,12 +360,17 @@ async fn cbor_round_trip(http2: bool) {
                 Cbor::Float(millis) => millis as u64,
                 ref other => panic!("timestamp payload {other:?}"),
             };
-            assert!(millis >= before - 5_000 && millis <= before + 60_000, "timestamp {millis} is not epoch millis");
+            assert!(
+                millis >= before - 5_000 && millis <= before + 60_000,
+                "timestamp {millis} is not epoch millis"
+            );
         }
         other => panic!("timestamp is not tag 1: {other:?}"),
     }
 
-    let (status, error) = raw.cbor("DescribeStream", &map(&[("StreamName", text("absent"))])).await;
+    let (status, error) = raw
+        .cbor("DescribeStream", &map(&[("StreamName", text("absent"))]))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(field(&error, "__type"), &text("ResourceNotFoundException"));
 }
@@ -309,22 +392,47 @@ async fn json_envelope_and_headers() {
     for http2 in [false, true] {
         let raw = Raw::new(&node.endpoint(), http2);
         let name = stream_name("json");
-        let (status, body, headers) = raw.json("CreateStream", serde_json::json!({"StreamName": name, "ShardCount": 1})).await;
+        let (status, body, headers) = raw
+            .json(
+                "CreateStream",
+                serde_json::json!({"StreamName": name, "ShardCount": 1}),
+            )
+            .await;
         assert_eq!((status, body), (200, serde_json::json!({})));
         assert!(headers.contains_key("x-amzn-requestid"));
         assert!(headers.contains_key("date"));
         wait_active(&raw, &name).await;
 
-        let (_, summary, _) = raw.json("DescribeStreamSummary", serde_json::json!({"StreamName": name})).await;
+        let (_, summary, _) = raw
+            .json(
+                "DescribeStreamSummary",
+                serde_json::json!({"StreamName": name}),
+            )
+            .await;
         let created = &summary["StreamDescriptionSummary"]["StreamCreationTimestamp"];
-        assert!(created.is_f64() || created.is_u64(), "timestamps are epoch-second numbers: {created}");
+        assert!(
+            created.is_f64() || created.is_u64(),
+            "timestamps are epoch-second numbers: {created}"
+        );
         let text = serde_json::to_string(created).unwrap();
-        assert!(!text.contains('e') && !text.contains('E'), "no exponent notation: {text}");
+        assert!(
+            !text.contains('e') && !text.contains('E'),
+            "no exponent notation: {text}"
+        );
 
-        let (status, put, _) =
-            raw.json("PutRecord", serde_json::json!({"StreamName": name, "PartitionKey": "k", "Data": "aGVsbG8="})).await;
+        let (status, put, _) = raw
+            .json(
+                "PutRecord",
+                serde_json::json!({"StreamName": name, "PartitionKey": "k", "Data": "aGVsbG8="}),
+            )
+            .await;
         assert_eq!(status, 200, "{put}");
-        let (status, error, headers) = raw.json("PutRecord", serde_json::json!({"StreamName": name, "PartitionKey": "k", "Data": "not base64!"})).await;
+        let (status, error, headers) = raw
+            .json(
+                "PutRecord",
+                serde_json::json!({"StreamName": name, "PartitionKey": "k", "Data": "not base64!"}),
+            )
+            .await;
         assert_eq!(status, 400);
         assert_eq!(error["__type"], "SerializationException");
         assert!(headers.contains_key("x-amzn-requestid"));
@@ -333,7 +441,13 @@ async fn json_envelope_and_headers() {
         assert_eq!(status, 400);
         assert_eq!(error["__type"], "UnknownOperationException");
 
-        let response = raw.call("ListStreams", "application/x-amz-json-1.1", b"{not json".to_vec()).await;
+        let response = raw
+            .call(
+                "ListStreams",
+                "application/x-amz-json-1.1",
+                b"{not json".to_vec(),
+            )
+            .await;
         assert_eq!(response.status, 400);
         let error: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
         assert_eq!(error["__type"], "SerializationException");

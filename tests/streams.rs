@@ -22,31 +22,71 @@ async fn create_describe_list_delete() {
     let kinesis = client(&node.endpoint());
     let name = stream_name("life");
 
-    kinesis.create_stream().stream_name(&name).shard_count(3).send().await.unwrap();
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(3)
+        .send()
+        .await
+        .unwrap();
     wait_active(&kinesis, &name).await.unwrap();
 
-    let description = kinesis.describe_stream().stream_name(&name).send().await.unwrap();
+    let description = kinesis
+        .describe_stream()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
     let description = description.stream_description().unwrap();
     assert_eq!(description.stream_name(), name);
     assert_eq!(description.stream_status(), &StreamStatus::Active);
-    assert_eq!(description.stream_arn(), format!("arn:aws:kinesis:us-east-1:000000000000:stream/{name}"));
+    assert_eq!(
+        description.stream_arn(),
+        format!("arn:aws:kinesis:us-east-1:000000000000:stream/{name}")
+    );
     assert_eq!(description.retention_period_hours(), 24);
     assert!(!description.has_more_shards());
     let shards = description.shards();
     assert_eq!(shards.len(), 3);
     assert_eq!(shards[0].shard_id(), "shardId-000000000000");
     assert_eq!(shards[0].hash_key_range().unwrap().starting_hash_key(), "0");
-    assert_eq!(shards[2].hash_key_range().unwrap().ending_hash_key(), u128::MAX.to_string());
+    assert_eq!(
+        shards[2].hash_key_range().unwrap().ending_hash_key(),
+        u128::MAX.to_string()
+    );
     for window in shards.windows(2) {
-        let end: u128 = window[0].hash_key_range().unwrap().ending_hash_key().parse().unwrap();
-        let start: u128 = window[1].hash_key_range().unwrap().starting_hash_key().parse().unwrap();
+        let end: u128 = window[0]
+            .hash_key_range()
+            .unwrap()
+            .ending_hash_key()
+            .parse()
+            .unwrap();
+        let start: u128 = window[1]
+            .hash_key_range()
+            .unwrap()
+            .starting_hash_key()
+            .parse()
+            .unwrap();
         assert_eq!(end + 1, start, "hash ranges must be contiguous");
     }
-    let starting = shards[1].sequence_number_range().unwrap().starting_sequence_number();
-    assert_eq!(starting.len(), 56, "sequence numbers use the 56-digit layout");
+    let starting = shards[1]
+        .sequence_number_range()
+        .unwrap()
+        .starting_sequence_number();
+    assert_eq!(
+        starting.len(),
+        56,
+        "sequence numbers use the 56-digit layout"
+    );
 
     // Limit and ExclusiveStartShardId page through the shards.
-    let page = kinesis.describe_stream().stream_name(&name).limit(2).send().await.unwrap();
+    let page = kinesis
+        .describe_stream()
+        .stream_name(&name)
+        .limit(2)
+        .send()
+        .await
+        .unwrap();
     let page = page.stream_description().unwrap();
     assert_eq!(page.shards().len(), 2);
     assert!(page.has_more_shards());
@@ -61,26 +101,60 @@ async fn create_describe_list_delete() {
     assert_eq!(rest.shards().len(), 1);
     assert_eq!(rest.shards()[0].shard_id(), "shardId-000000000002");
 
-    let summary = kinesis.describe_stream_summary().stream_name(&name).send().await.unwrap();
+    let summary = kinesis
+        .describe_stream_summary()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
     let summary = summary.stream_description_summary().unwrap();
     assert_eq!(summary.open_shard_count(), 3);
-    assert_eq!(summary.stream_mode_details().unwrap().stream_mode(), &StreamMode::Provisioned);
+    assert_eq!(
+        summary.stream_mode_details().unwrap().stream_mode(),
+        &StreamMode::Provisioned
+    );
 
     // By ARN alone.
     let arn = description.stream_arn().to_string();
-    let by_arn = kinesis.describe_stream_summary().stream_arn(&arn).send().await.unwrap();
-    assert_eq!(by_arn.stream_description_summary().unwrap().stream_name(), name);
+    let by_arn = kinesis
+        .describe_stream_summary()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_arn.stream_description_summary().unwrap().stream_name(),
+        name
+    );
 
     let listed = kinesis.list_streams().send().await.unwrap();
     assert!(listed.stream_names().contains(&name));
-    assert!(listed.stream_summaries().iter().any(|summary| summary.stream_name() == name));
+    assert!(
+        listed
+            .stream_summaries()
+            .iter()
+            .any(|summary| summary.stream_name() == name)
+    );
 
-    kinesis.delete_stream().stream_name(&name).send().await.unwrap();
+    kinesis
+        .delete_stream()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
     let mut gone = false;
     for _ in 0..200 {
-        match kinesis.describe_stream_summary().stream_name(&name).send().await {
+        match kinesis
+            .describe_stream_summary()
+            .stream_name(&name)
+            .send()
+            .await
+        {
             Err(error) => {
-                assert_eq!(error_code(&error).as_deref(), Some("ResourceNotFoundException"));
+                assert_eq!(
+                    error_code(&error).as_deref(),
+                    Some("ResourceNotFoundException")
+                );
                 gone = true;
                 break;
             }
@@ -96,21 +170,64 @@ async fn create_errors_match_kinesis() {
     let kinesis = client(&node.endpoint());
     let name = stream_name("errors");
 
-    let error = kinesis.create_stream().stream_name("bad name!").shard_count(1).send().await.unwrap_err();
+    let error = kinesis
+        .create_stream()
+        .stream_name("bad name!")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&error).as_deref(), Some("ValidationException"));
 
-    let error = kinesis.create_stream().stream_name(&name).shard_count(0).send().await.unwrap_err();
+    let error = kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(0)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&error).as_deref(), Some("ValidationException"));
 
-    kinesis.create_stream().stream_name(&name).shard_count(1).send().await.unwrap();
-    let error = kinesis.create_stream().stream_name(&name).shard_count(1).send().await.unwrap_err();
-    assert_eq!(error_code(&error).as_deref(), Some("ResourceInUseException"));
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    let error = kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&error).as_deref(),
+        Some("ResourceInUseException")
+    );
 
-    let error = kinesis.describe_stream().stream_name("no-such-stream").send().await.unwrap_err();
-    assert_eq!(error_code(&error).as_deref(), Some("ResourceNotFoundException"));
+    let error = kinesis
+        .describe_stream()
+        .stream_name("no-such-stream")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&error).as_deref(),
+        Some("ResourceNotFoundException")
+    );
 
-    let error = kinesis.delete_stream().stream_name("no-such-stream").send().await.unwrap_err();
-    assert_eq!(error_code(&error).as_deref(), Some("ResourceNotFoundException"));
+    let error = kinesis
+        .delete_stream()
+        .stream_name("no-such-stream")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&error).as_deref(),
+        Some("ResourceNotFoundException")
+    );
 
     let error = kinesis
         .describe_stream_summary()
@@ -119,10 +236,22 @@ async fn create_errors_match_kinesis() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(error_code(&error).as_deref(), Some("InvalidArgumentException"));
+    assert_eq!(
+        error_code(&error).as_deref(),
+        Some("InvalidArgumentException")
+    );
 
-    let error = kinesis.create_stream().stream_name(stream_name("huge")).shard_count(1_000_000).send().await.unwrap_err();
-    assert_eq!(error_code(&error).as_deref(), Some("LimitExceededException"));
+    let error = kinesis
+        .create_stream()
+        .stream_name(stream_name("huge"))
+        .shard_count(1_000_000)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&error).as_deref(),
+        Some("LimitExceededException")
+    );
 }
 
 #[tokio::test]
@@ -130,13 +259,30 @@ async fn on_demand_streams_start_with_four_shards() {
     let (_dir, node) = node();
     let kinesis = client(&node.endpoint());
     let name = stream_name("ondemand");
-    let on_demand = StreamModeDetails::builder().stream_mode(StreamMode::OnDemand).build().unwrap();
-    kinesis.create_stream().stream_name(&name).stream_mode_details(on_demand.clone()).send().await.unwrap();
+    let on_demand = StreamModeDetails::builder()
+        .stream_mode(StreamMode::OnDemand)
+        .build()
+        .unwrap();
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .stream_mode_details(on_demand.clone())
+        .send()
+        .await
+        .unwrap();
     wait_active(&kinesis, &name).await.unwrap();
-    let summary = kinesis.describe_stream_summary().stream_name(&name).send().await.unwrap();
+    let summary = kinesis
+        .describe_stream_summary()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
     let summary = summary.stream_description_summary().unwrap();
     assert_eq!(summary.open_shard_count(), 4);
-    assert_eq!(summary.stream_mode_details().unwrap().stream_mode(), &StreamMode::OnDemand);
+    assert_eq!(
+        summary.stream_mode_details().unwrap().stream_mode(),
+        &StreamMode::OnDemand
+    );
 
     let error = kinesis
         .create_stream()
@@ -146,9 +292,17 @@ async fn on_demand_streams_start_with_four_shards() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(error_code(&error).as_deref(), Some("InvalidArgumentException"));
+    assert_eq!(
+        error_code(&error).as_deref(),
+        Some("InvalidArgumentException")
+    );
 
-    let shards = kinesis.list_shards().stream_name(&name).send().await.unwrap();
+    let shards = kinesis
+        .list_shards()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
     let error = kinesis
         .split_shard()
         .stream_name(&name)
@@ -164,23 +318,52 @@ async fn on_demand_streams_start_with_four_shards() {
 async fn list_streams_pages() {
     let (_dir, node) = node();
     let kinesis = client(&node.endpoint());
-    let mut names: Vec<String> = (0..5).map(|i| format!("page-{i}-{}", std::process::id())).collect();
+    let mut names: Vec<String> = (0..5)
+        .map(|i| format!("page-{i}-{}", std::process::id()))
+        .collect();
     names.sort();
     for name in &names {
-        kinesis.create_stream().stream_name(name).shard_count(1).send().await.unwrap();
+        kinesis
+            .create_stream()
+            .stream_name(name)
+            .shard_count(1)
+            .send()
+            .await
+            .unwrap();
     }
     let first = kinesis.list_streams().limit(2).send().await.unwrap();
     assert_eq!(first.stream_names(), &names[..2]);
     assert!(first.has_more_streams());
-    let token = first.next_token().expect("a NextToken when more streams exist").to_string();
-    let second = kinesis.list_streams().next_token(token).send().await.unwrap();
+    let token = first
+        .next_token()
+        .expect("a NextToken when more streams exist")
+        .to_string();
+    let second = kinesis
+        .list_streams()
+        .next_token(token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(second.stream_names(), &names[2..4]);
-    let third = kinesis.list_streams().exclusive_start_stream_name(&names[3]).send().await.unwrap();
+    let third = kinesis
+        .list_streams()
+        .exclusive_start_stream_name(&names[3])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(third.stream_names(), &names[4..]);
     assert!(!third.has_more_streams());
 
-    let error = kinesis.list_streams().next_token("garbage").send().await.unwrap_err();
-    assert_eq!(error_code(&error).as_deref(), Some("InvalidArgumentException"));
+    let error = kinesis
+        .list_streams()
+        .next_token("garbage")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&error).as_deref(),
+        Some("InvalidArgumentException")
+    );
 }
 
 #[tokio::test]
@@ -188,26 +371,80 @@ async fn tags_through_both_apis() {
     let (_dir, node) = node();
     let kinesis = client(&node.endpoint());
     let name = stream_name("tags");
-    kinesis.create_stream().stream_name(&name).shard_count(1).tags("team", "data").send().await.unwrap();
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(1)
+        .tags("team", "data")
+        .send()
+        .await
+        .unwrap();
     wait_active(&kinesis, &name).await.unwrap();
 
-    kinesis.add_tags_to_stream().stream_name(&name).tags("env", "test").tags("owner", "riffle").send().await.unwrap();
-    let tags = kinesis.list_tags_for_stream().stream_name(&name).send().await.unwrap();
+    kinesis
+        .add_tags_to_stream()
+        .stream_name(&name)
+        .tags("env", "test")
+        .tags("owner", "riffle")
+        .send()
+        .await
+        .unwrap();
+    let tags = kinesis
+        .list_tags_for_stream()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
     let keys: Vec<&str> = tags.tags().iter().map(|tag| tag.key()).collect();
     assert_eq!(keys, ["env", "owner", "team"]);
     assert!(!tags.has_more_tags());
 
-    let page = kinesis.list_tags_for_stream().stream_name(&name).limit(1).exclusive_start_tag_key("env").send().await.unwrap();
+    let page = kinesis
+        .list_tags_for_stream()
+        .stream_name(&name)
+        .limit(1)
+        .exclusive_start_tag_key("env")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.tags().len(), 1);
     assert_eq!(page.tags()[0].key(), "owner");
     assert!(page.has_more_tags());
 
-    kinesis.remove_tags_from_stream().stream_name(&name).tag_keys("owner").tag_keys("absent").send().await.unwrap();
+    kinesis
+        .remove_tags_from_stream()
+        .stream_name(&name)
+        .tag_keys("owner")
+        .tag_keys("absent")
+        .send()
+        .await
+        .unwrap();
     let arn = format!("arn:aws:kinesis:us-east-1:000000000000:stream/{name}");
-    kinesis.tag_resource().resource_arn(&arn).tags("cost", "7").send().await.unwrap();
-    kinesis.untag_resource().resource_arn(&arn).tag_keys("team").send().await.unwrap();
-    let tags = kinesis.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
-    let pairs: Vec<(&str, &str)> = tags.tags().iter().map(|tag| (tag.key(), tag.value().unwrap_or(""))).collect();
+    kinesis
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags("cost", "7")
+        .send()
+        .await
+        .unwrap();
+    kinesis
+        .untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
+    let tags = kinesis
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let pairs: Vec<(&str, &str)> = tags
+        .tags()
+        .iter()
+        .map(|tag| (tag.key(), tag.value().unwrap_or("")))
+        .collect();
     assert_eq!(pairs, [("cost", "7"), ("env", "test")]);
 
     let mut too_many = kinesis.add_tags_to_stream().stream_name(&name);
@@ -215,7 +452,10 @@ async fn tags_through_both_apis() {
         too_many = too_many.tags(format!("k{i}"), "v");
     }
     let error = too_many.send().await.unwrap_err();
-    assert_eq!(error_code(&error).as_deref(), Some("InvalidArgumentException"));
+    assert_eq!(
+        error_code(&error).as_deref(),
+        Some("InvalidArgumentException")
+    );
 
     let error = kinesis
         .list_tags_for_resource()
@@ -223,7 +463,10 @@ async fn tags_through_both_apis() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(error_code(&error).as_deref(), Some("ResourceNotFoundException"));
+    assert_eq!(
+        error_code(&error).as_deref(),
+        Some("ResourceNotFoundException")
+    );
 }
 
 #[tokio::test]
@@ -231,24 +474,69 @@ async fn retention_rules() {
     let (_dir, node) = node();
     let kinesis = client(&node.endpoint());
     let name = stream_name("retention");
-    kinesis.create_stream().stream_name(&name).shard_count(1).send().await.unwrap();
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
     wait_active(&kinesis, &name).await.unwrap();
 
-    kinesis.increase_stream_retention_period().stream_name(&name).retention_period_hours(72).send().await.unwrap();
-    let summary = kinesis.describe_stream_summary().stream_name(&name).send().await.unwrap();
-    assert_eq!(summary.stream_description_summary().unwrap().retention_period_hours(), 72);
+    kinesis
+        .increase_stream_retention_period()
+        .stream_name(&name)
+        .retention_period_hours(72)
+        .send()
+        .await
+        .unwrap();
+    let summary = kinesis
+        .describe_stream_summary()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary
+            .stream_description_summary()
+            .unwrap()
+            .retention_period_hours(),
+        72
+    );
 
     for (hours, increase) in [(48, true), (100, false), (23, false), (8761, true)] {
         let code = if increase {
-            let error = kinesis.increase_stream_retention_period().stream_name(&name).retention_period_hours(hours).send().await.unwrap_err();
+            let error = kinesis
+                .increase_stream_retention_period()
+                .stream_name(&name)
+                .retention_period_hours(hours)
+                .send()
+                .await
+                .unwrap_err();
             error_code(&error)
         } else {
-            let error = kinesis.decrease_stream_retention_period().stream_name(&name).retention_period_hours(hours).send().await.unwrap_err();
+            let error = kinesis
+                .decrease_stream_retention_period()
+                .stream_name(&name)
+                .retention_period_hours(hours)
+                .send()
+                .await
+                .unwrap_err();
             error_code(&error)
         };
-        assert_eq!(code.as_deref(), Some("InvalidArgumentException"), "hours {hours}");
+        assert_eq!(
+            code.as_deref(),
+            Some("InvalidArgumentException"),
+            "hours {hours}"
+        );
     }
-    kinesis.decrease_stream_retention_period().stream_name(&name).retention_period_hours(24).send().await.unwrap();
+    kinesis
+        .decrease_stream_retention_period()
+        .stream_name(&name)
+        .retention_period_hours(24)
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -257,7 +545,13 @@ async fn describe_limits_counts_open_shards() {
     let kinesis = client(&node.endpoint());
     let before = kinesis.describe_limits().send().await.unwrap();
     let name = stream_name("limits");
-    kinesis.create_stream().stream_name(&name).shard_count(2).send().await.unwrap();
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(2)
+        .send()
+        .await
+        .unwrap();
     let after = kinesis.describe_limits().send().await.unwrap();
     assert_eq!(after.open_shard_count(), before.open_shard_count() + 2);
     assert_eq!(after.shard_limit(), 20_000);

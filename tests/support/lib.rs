@@ -89,19 +89,19 @@ impl RiffleProcess {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(text) = std::fs::read_to_string(&ready_file) {
-                if let Ok(addr) = text.trim().parse() {
-                    process.addr = addr;
-                    return Ok(process);
-                }
+            if let Ok(text) = std::fs::read_to_string(&ready_file)
+                && let Ok(addr) = text.trim().parse()
+            {
+                process.addr = addr;
+                return Ok(process);
             }
-            if let Some(child) = process.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "riffle exited with {status} before serving; log:\n{}",
-                        process.log()
-                    );
-                }
+            if let Some(child) = process.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "riffle exited with {status} before serving; log:\n{}",
+                    process.log()
+                );
             }
             if Instant::now() > deadline {
                 bail!(

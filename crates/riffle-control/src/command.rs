@@ -189,12 +189,14 @@ pub fn apply(
                 let shard = new_shard(
                     state,
                     &mut placer,
-                    index as u32,
-                    range,
-                    None,
-                    None,
-                    now_ms,
-                    replication_factor,
+                    ShardSpec {
+                        index: index as u32,
+                        range,
+                        parent: None,
+                        adjacent_parent: None,
+                        now_ms,
+                        replication_factor,
+                    },
                 )?;
                 shards.push(shard);
             }
@@ -349,22 +351,26 @@ pub fn apply(
             let low_child = new_shard(
                 state,
                 &mut placer,
-                first_child,
-                low,
-                Some(shard),
-                None,
-                now_ms,
-                replication_factor,
+                ShardSpec {
+                    index: first_child,
+                    range: low,
+                    parent: Some(shard),
+                    adjacent_parent: None,
+                    now_ms,
+                    replication_factor,
+                },
             )?;
             let high_child = new_shard(
                 state,
                 &mut placer,
-                first_child + 1,
-                high,
-                Some(shard),
-                None,
-                now_ms,
-                replication_factor,
+                ShardSpec {
+                    index: first_child + 1,
+                    range: high,
+                    parent: Some(shard),
+                    adjacent_parent: None,
+                    now_ms,
+                    replication_factor,
+                },
             )?;
             let stream = stream_mut(state, &name, &names)?;
             stream.shards[shard as usize].state = ShardState::Closing;
@@ -399,12 +405,14 @@ pub fn apply(
             let child = new_shard(
                 state,
                 &mut placer,
-                child_index,
-                range,
-                Some(shard),
-                Some(adjacent),
-                now_ms,
-                replication_factor,
+                ShardSpec {
+                    index: child_index,
+                    range,
+                    parent: Some(shard),
+                    adjacent_parent: Some(adjacent),
+                    now_ms,
+                    replication_factor,
+                },
             )?;
             let stream = stream_mut(state, &name, &names)?;
             stream.shards[shard as usize].state = ShardState::Closing;
@@ -587,17 +595,22 @@ fn replication_of(state: &ControlState, name: &str) -> u32 {
         .unwrap_or(1)
 }
 
-fn new_shard(
-    state: &mut ControlState,
-    placer: &mut Placer,
+/// What a new shard is, before placement.
+struct ShardSpec {
     index: u32,
     range: HashKeyRange,
     parent: Option<u32>,
     adjacent_parent: Option<u32>,
     now_ms: u64,
     replication_factor: u32,
+}
+
+fn new_shard(
+    state: &mut ControlState,
+    placer: &mut Placer,
+    spec: ShardSpec,
 ) -> Result<ShardRecord, KinesisError> {
-    let nodes = placer.place(replication_factor as usize);
+    let nodes = placer.place(spec.replication_factor as usize);
     if nodes.is_empty() {
         return Err(KinesisError::unavailable(
             "no node is registered to host shard replicas",
@@ -612,12 +625,12 @@ fn new_shard(
         replicas.push(ReplicaRecord { replica, node });
     }
     Ok(ShardRecord {
-        index,
+        index: spec.index,
         group,
-        range,
-        parent,
-        adjacent_parent,
-        created_ms: now_ms,
+        range: spec.range,
+        parent: spec.parent,
+        adjacent_parent: spec.adjacent_parent,
+        created_ms: spec.now_ms,
         state: ShardState::Open,
         replicas,
     })

@@ -124,10 +124,10 @@ impl Node {
 
     /// The key that authenticates shard iterators and page tokens cluster-wide.
     pub fn token_key(&self) -> Option<TokenKey> {
-        if let Ok(slot) = self.token_key.read() {
-            if slot.is_some() {
-                return slot.clone();
-            }
+        if let Ok(slot) = self.token_key.read()
+            && slot.is_some()
+        {
+            return slot.clone();
         }
         let state = self.control.state();
         let key = state
@@ -254,10 +254,11 @@ impl Node {
             .filter(|group| *group != CONTROL_GROUP)
             .collect();
         for group in on_disk {
-            if !wanted.contains_key(&group) && self.local_shard(group).is_none() {
-                if let Err(error) = self.storage.drop_group(group) {
-                    tracing::error!(group, %error, "cannot drop orphaned group");
-                }
+            if !wanted.contains_key(&group)
+                && self.local_shard(group).is_none()
+                && let Err(error) = self.storage.drop_group(group)
+            {
+                tracing::error!(group, %error, "cannot drop orphaned group");
             }
         }
     }
@@ -472,7 +473,7 @@ fn encode_hex(bytes: &[u8]) -> String {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -497,5 +498,150 @@ mod tests {
         assert_eq!(decode_hex("0001abff").unwrap(), bytes);
         assert!(decode_hex("0g").is_none());
         assert!(decode_hex("abc").is_none());
+    }
+}
+
+#[cfg(test)]
+mod node_tests {
+    use std::collections::BTreeMap;
+
+    use riffle_storage::MemStorage;
+
+    use super::*;
+    use crate::model::StreamMode;
+
+    fn config() -> NodeConfig {
+        NodeConfig {
+            node_id: 1,
+            az: "az-a".into(),
+            api_addr: "127.0.0.1:4567".into(),
+            peer_addr: String::new(),
+            account: "000000000000".into(),
+            region: "us-east-1".into(),
+            shard_limit: 100,
+            replication_factor: 3,
+            retention_interval: Duration::from_secs(3600),
+        }
+    }
+
+    async fn wait_until(node: &Node, what: &str, check: impl Fn(&ControlState) -> bool) {
+        let mut watch = node.control().watch();
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if check(&watch.borrow_and_update()) {
+                    return;
+                }
+                if watch.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "timed out waiting until {what}");
+    }
+
+    #[tokio::test]
+    async fn streams_go_active_run_their_groups_and_are_dropped_on_delete() {
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let node = Node::start(config(), storage.clone()).await.unwrap();
+        assert!(node.token_key().is_some(), "a new cluster gets a token key");
+        node.control()
+            .propose(ControlCommand::CreateStream {
+                name: "s".into(),
+                shard_count: 3,
+                mode: StreamMode::Provisioned,
+                tags: BTreeMap::new(),
+                now_ms: now_ms(),
+                shard_limit: 100,
+                replication_factor: 3,
+            })
+            .await
+            .unwrap();
+        wait_until(&node, "the stream is ACTIVE", |state| {
+            state
+                .streams
+                .get("s")
+                .is_some_and(|stream| stream.status == StreamStatus::Active)
+        })
+        .await;
+        let groups: Vec<u64> = node.control().state().streams["s"]
+            .shards
+            .iter()
+            .map(|shard| shard.group)
+            .collect();
+        for group in &groups {
+            let replica = node.local_shard(*group).expect("every shard runs locally");
+            assert!(replica.group().is_leader());
+            assert!(storage.groups().contains(group));
+        }
+
+        node.control()
+            .propose(ControlCommand::DeleteStream { name: "s".into() })
+            .await
+            .unwrap();
+        wait_until(&node, "the stream is gone", |state| {
+            !state.streams.contains_key("s")
+        })
+        .await;
+        // The agent drops the replicas on its next pass.
+        for _ in 0..100 {
+            if groups.iter().all(|group| {
+                node.local_shard(*group).is_none() && !storage.groups().contains(group)
+            }) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for group in &groups {
+            assert!(node.local_shard(*group).is_none());
+            assert!(
+                !storage.groups().contains(group),
+                "group {group} data not dropped"
+            );
+        }
+        node.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_restarted_node_recovers_its_state() {
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let node = Node::start(config(), storage.clone()).await.unwrap();
+        let key_before = node
+            .control()
+            .state()
+            .cluster
+            .clone()
+            .unwrap()
+            .token_key_hex;
+        node.control()
+            .propose(ControlCommand::CreateStream {
+                name: "kept".into(),
+                shard_count: 2,
+                mode: StreamMode::Provisioned,
+                tags: BTreeMap::new(),
+                now_ms: now_ms(),
+                shard_limit: 100,
+                replication_factor: 1,
+            })
+            .await
+            .unwrap();
+        node.shutdown().await;
+
+        let node = Node::start(config(), storage).await.unwrap();
+        let state = node.control().state();
+        assert_eq!(
+            state.cluster.as_ref().unwrap().token_key_hex,
+            key_before,
+            "the token key survives restarts"
+        );
+        assert!(state.streams.contains_key("kept"));
+        wait_until(&node, "the stream is ACTIVE", |state| {
+            state
+                .streams
+                .get("kept")
+                .is_some_and(|stream| stream.status == StreamStatus::Active)
+        })
+        .await;
+        node.shutdown().await;
     }
 }

@@ -262,3 +262,22 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_to_the_defaults() {
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/riffle.example.toml");
+        let from_file = ServerArgs {
+            config: Some(path),
+            ..ServerArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        let defaults = ServerArgs::default().resolve().unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
+    }
+}

@@ -8,8 +8,9 @@
 //! Two implementations sit behind the [`Storage`] trait:
 //! - [`DiskStorage`]: one shared append-only journal (segment files) for all groups' log
 //!   records, plus sled for key-value state. Every durability request of the whole node goes
-//!   through one flusher thread, so many concurrent appends across all groups share one
-//!   `fdatasync` (group commit). Record payloads are written exactly once.
+//!   through one journal thread, so many concurrent appends across all groups share one
+//!   `fdatasync` (group commit). Record payloads are written once (compaction copies only the
+//!   few live records of an otherwise dead segment). Format and write path: `journal.rs`.
 //! - [`MemStorage`]: everything in memory, for fast unit tests of the layers above.
 //!
 //! What this layer must not do: interpret payloads, decide what is committed, or block an async
@@ -33,6 +34,7 @@ use std::sync::RwLockWriteGuard;
 
 use bytes::Bytes;
 
+pub use disk::DEFAULT_SEGMENT_BYTES;
 pub use disk::DiskOptions;
 #[doc(hidden)]
 pub use disk::DiskStats;

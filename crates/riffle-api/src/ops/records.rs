@@ -320,7 +320,7 @@ pub async fn put_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
     let mut entries = Vec::new();
     match records {
         None => errors.push("null", "records", "Member must not be null"),
-        Some(records) if records.is_empty() => errors.push(
+        Some([]) => errors.push(
             "[]",
             "records",
             "Member must have length greater than or equal to 1",

@@ -230,22 +230,20 @@ pub async fn list_shards(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
             .map(|shard| shard_value(shard))
             .collect::<Vec<_>>(),
     );
-    if has_more {
-        if let Some(last) = page.last() {
-            let token = ListShardsToken {
-                stream: stream.name.clone(),
-                created_ms: stream.created_ms,
-                after: last.index,
-                filter,
-                max_results,
-            };
-            let payload = serde_json::to_vec(&token)
-                .map_err(|error| KinesisError::internal(error.to_string()))?;
-            output.push(
-                "NextToken",
-                PageToken::seal(&key, LIST_SHARDS_TOKEN, &payload, ctx.now_ms),
-            );
-        }
+    if has_more && let Some(last) = page.last() {
+        let token = ListShardsToken {
+            stream: stream.name.clone(),
+            created_ms: stream.created_ms,
+            after: last.index,
+            filter,
+            max_results,
+        };
+        let payload = serde_json::to_vec(&token)
+            .map_err(|error| KinesisError::internal(error.to_string()))?;
+        output.push(
+            "NextToken",
+            PageToken::seal(&key, LIST_SHARDS_TOKEN, &payload, ctx.now_ms),
+        );
     }
     Ok(Value::Map(output))
 }

@@ -271,19 +271,17 @@ pub async fn list_streams(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value
     let mut output = Map::with_capacity(4);
     output.push("StreamNames", names);
     output.push("HasMoreStreams", has_more);
-    if has_more {
-        if let Some(last) = page.last() {
-            let token = ListStreamsToken {
-                after: last.name.clone(),
-                limit,
-            };
-            let payload = serde_json::to_vec(&token)
-                .map_err(|error| KinesisError::internal(error.to_string()))?;
-            output.push(
-                "NextToken",
-                riffle_types::PageToken::seal(&key, LIST_STREAMS_TOKEN, &payload, ctx.now_ms),
-            );
-        }
+    if has_more && let Some(last) = page.last() {
+        let token = ListStreamsToken {
+            after: last.name.clone(),
+            limit,
+        };
+        let payload = serde_json::to_vec(&token)
+            .map_err(|error| KinesisError::internal(error.to_string()))?;
+        output.push(
+            "NextToken",
+            riffle_types::PageToken::seal(&key, LIST_STREAMS_TOKEN, &payload, ctx.now_ms),
+        );
     }
     output.push("StreamSummaries", summaries);
     Ok(Value::Map(output))

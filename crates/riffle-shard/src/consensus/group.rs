@@ -183,7 +183,10 @@ impl<M: Machine> Group<M> {
 
     /// Makes `members` the group's first membership if the group has never been initialized;
     /// a no-op otherwise (so every member may call it with the same set).
-    pub async fn bootstrap(&self, members: BTreeMap<ReplicaId, ReplicaNode>) -> Result<(), GroupError> {
+    pub async fn bootstrap(
+        &self,
+        members: BTreeMap<ReplicaId, ReplicaNode>,
+    ) -> Result<(), GroupError> {
         match self.raft.initialize(members).await {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(error) => Err(GroupError::Initialize(error.to_string())),
@@ -195,7 +198,11 @@ impl<M: Machine> Group<M> {
     pub async fn campaign_if_sole_voter(&self) -> Result<(), GroupError> {
         let voters: Vec<ReplicaId> = self.raft.voter_ids().collect();
         if voters == [self.replica] && !self.is_leader() {
-            self.raft.trigger().elect(false).await.map_err(|fatal| GroupError::Stopped(fatal.to_string()))?;
+            self.raft
+                .trigger()
+                .elect(false)
+                .await
+                .map_err(|fatal| GroupError::Stopped(fatal.to_string()))?;
         }
         Ok(())
     }
@@ -260,21 +267,28 @@ impl<M: Machine> Group<M> {
         }
     }
 
-    /// Builds a snapshot now and then purges the log up to `upto` (at most up to the snapshot).
+    /// Builds a snapshot now, then purges the log up to `upto` (never past the snapshot), and
+    /// waits (bounded) until the purge is done.
     pub async fn snapshot_and_purge(&self, upto: u64) -> Result<(), GroupError> {
         let stopped =
             |fatal: openraft::errors::Fatal<TypeConfig>| GroupError::Stopped(fatal.to_string());
-        self.raft.trigger().snapshot().await.map_err(stopped)?;
         let wanted = Some(upto);
+        let covered = |m: &openraft::RaftMetrics<TypeConfig>| m.snapshot.map(|s| s.index) >= wanted;
+        if !covered(&self.raft.metrics().borrow_watched()) {
+            self.raft.trigger().snapshot().await.map_err(stopped)?;
+            let _ = self
+                .raft
+                .wait(Some(Duration::from_secs(30)))
+                .metrics(covered, "snapshot covers purge point")
+                .await;
+        }
+        self.raft.trigger().purge_log(upto).await.map_err(stopped)?;
         let _ = self
             .raft
             .wait(Some(Duration::from_secs(30)))
-            .metrics(
-                |m| m.snapshot.map(|s| s.index) >= wanted,
-                "snapshot covers purge point",
-            )
+            .metrics(|m| m.purged.map(|p| p.index) >= wanted, "log purged")
             .await;
-        self.raft.trigger().purge_log(upto).await.map_err(stopped)
+        Ok(())
     }
 
     /// Runs `f` on the state machine.

@@ -1,0 +1,246 @@
+//! `riffle-bench`: drives a Kinesis-compatible endpoint with PutRecords and reports throughput
+//! and acknowledgement latency. Closed loop: each connection sends its next request as soon as
+//! the previous one is answered, so the numbers are the server's maximum at that concurrency.
+//!
+//! It speaks raw HTTP/1.1 + JSON with pre-encoded bodies, so the client spends almost no CPU
+//! (this matters on a 2-core machine where client and server share the cores).
+
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context;
+use anyhow::bail;
+use base64::Engine as _;
+use bytes::Bytes;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use http_body_util::BodyExt;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::Rng;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "riffle-bench",
+    about = "PutRecords load against a Kinesis-compatible endpoint"
+)]
+struct Args {
+    /// Endpoint URL(s); connections are spread over them.
+    #[arg(long, default_value = "http://127.0.0.1:4567", num_args = 1..)]
+    endpoint: Vec<String>,
+    /// Stream to write to (created with --shards if it does not exist).
+    #[arg(long, default_value = "bench")]
+    stream: String,
+    #[arg(long, default_value_t = 4)]
+    shards: u32,
+    /// Concurrent connections (each with one request in flight).
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Records per PutRecords call.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Bytes of data per record.
+    #[arg(long, default_value_t = 1024)]
+    record_bytes: usize,
+    /// Seconds to measure (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Seconds of warm-up, not measured.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+async fn call(
+    client: &HttpClient,
+    endpoint: &str,
+    operation: &str,
+    body: Bytes,
+) -> anyhow::Result<(u16, Bytes)> {
+    let request = http::Request::post(endpoint)
+        .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(Full::new(body))?;
+    let response = client.request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+async fn ensure_stream(client: &HttpClient, args: &Args) -> anyhow::Result<()> {
+    let endpoint = &args.endpoint[0];
+    let create = serde_json::json!({"StreamName": args.stream, "ShardCount": args.shards});
+    let (status, body) = call(
+        client,
+        endpoint,
+        "CreateStream",
+        serde_json::to_vec(&create)?.into(),
+    )
+    .await?;
+    if status != 200 && !String::from_utf8_lossy(&body).contains("ResourceInUseException") {
+        bail!(
+            "CreateStream failed: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    for _ in 0..600 {
+        let describe = serde_json::json!({"StreamName": args.stream});
+        let (_, body) = call(
+            client,
+            endpoint,
+            "DescribeStreamSummary",
+            serde_json::to_vec(&describe)?.into(),
+        )
+        .await?;
+        let summary: serde_json::Value = serde_json::from_slice(&body)?;
+        if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE" {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("stream {} did not become ACTIVE", args.stream)
+}
+
+/// Pre-encoded PutRecords bodies with random partition keys (cycled through).
+fn bodies(args: &Args) -> Vec<Bytes> {
+    let mut rng = rand::rng();
+    (0..64)
+        .map(|_| {
+            let records: Vec<serde_json::Value> = (0..args.batch)
+                .map(|_| {
+                    let mut data = vec![0u8; args.record_bytes];
+                    rng.fill(&mut data[..]);
+                    serde_json::json!({
+                        "PartitionKey": format!("pk-{}", rng.random::<u64>()),
+                        "Data": base64::engine::general_purpose::STANDARD.encode(&data),
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({"StreamName": args.stream, "Records": records});
+            Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Counters {
+    records: AtomicU64,
+    failed_records: AtomicU64,
+    errors: AtomicU64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(args.connections)
+        .build_http();
+    ensure_stream(&client, &args)
+        .await
+        .context("preparing the stream")?;
+    let bodies = Arc::new(bodies(&args));
+    let counters = Arc::new(Counters::default());
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let mut workers = Vec::new();
+    for connection in 0..args.connections {
+        let client = client.clone();
+        let endpoint = args.endpoint[connection % args.endpoint.len()].clone();
+        let bodies = bodies.clone();
+        let counters = counters.clone();
+        let measuring = measuring.clone();
+        let stop = stop.clone();
+        let batch = args.batch as u64;
+        workers.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .expect("valid histogram bounds");
+            let mut next = connection;
+            while !stop.load(Ordering::Relaxed) {
+                let body = bodies[next % bodies.len()].clone();
+                next += 1;
+                let started = Instant::now();
+                let result = call(&client, &endpoint, "PutRecords", body).await;
+                let micros = started.elapsed().as_micros() as u64;
+                if !measuring.load(Ordering::Relaxed) {
+                    continue;
+                }
+                match result {
+                    Ok((200, body)) => {
+                        let _ = histogram.record(micros.max(1));
+                        let failed = serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|value| value["FailedRecordCount"].as_u64())
+                            .unwrap_or(batch);
+                        counters
+                            .records
+                            .fetch_add(batch - failed.min(batch), Ordering::Relaxed);
+                        counters.failed_records.fetch_add(failed, Ordering::Relaxed);
+                    }
+                    _ => {
+                        counters.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            histogram
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for worker in workers {
+        histogram.add(worker.await?)?;
+    }
+
+    let records = counters.records.load(Ordering::Relaxed) as f64;
+    let records_per_sec = records / elapsed;
+    let mib_per_sec = records_per_sec * args.record_bytes as f64 / (1024.0 * 1024.0);
+    let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    if args.json {
+        let result = serde_json::json!({
+            "records_per_sec": records_per_sec,
+            "mib_per_sec": mib_per_sec,
+            "calls": histogram.len(),
+            "failed_records": counters.failed_records.load(Ordering::Relaxed),
+            "errors": counters.errors.load(Ordering::Relaxed),
+            "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": histogram.max() as f64 / 1000.0,
+            "connections": args.connections, "batch": args.batch, "record_bytes": args.record_bytes, "seconds": elapsed,
+        });
+        println!("{result}");
+    } else {
+        println!(
+            "PutRecords {}x{}B, {} connections, {:.1}s: {:.0} records/s, {:.1} MiB/s, {} calls, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, failed records {}, errors {}",
+            args.batch,
+            args.record_bytes,
+            args.connections,
+            elapsed,
+            records_per_sec,
+            mib_per_sec,
+            histogram.len(),
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            histogram.max() as f64 / 1000.0,
+            counters.failed_records.load(Ordering::Relaxed),
+            counters.errors.load(Ordering::Relaxed),
+        );
+    }
+    Ok(())
+}
