@@ -1013,6 +1013,10 @@ mod tests {
         storage.create_group(1).unwrap();
         let records: Vec<LogRecord> = (1..=3).map(|index| record(index, 1000)).collect();
         append_and_wait(&storage, 1, records.clone()).unwrap();
+        // Slots are settled right after the callbacks fire; the next round starts after that.
+        let (sender, receiver) = mpsc::channel();
+        storage.flush(Box::new(move |result| sender.send(result).unwrap()));
+        receiver.recv().unwrap().unwrap();
         let log = storage.shared.group(1).unwrap();
         {
             let log = lock(&log);

@@ -3,10 +3,10 @@
 //!
 //! One *round*: take every queued operation; encode all their journal records into one buffer
 //! and write it (one `pwrite` per touched segment); `fdatasync` once (plus a directory sync
-//! when a segment was created); turn the written pending slots into on-disk locations; apply
-//! the sled side of the batch in order (purge positions, key-value changes, group registry);
-//! then fire the batch's callbacks in order, flushing sled first if any of them (or an earlier
-//! one) needs sled to be durable. Operations arriving during the round wait for the next one
+//! when a segment was created); apply the sled side of the batch in order (purge positions,
+//! key-value changes, group registry); fire the batch's callbacks in order, flushing sled first
+//! if any of them (or an earlier one) needs sled to be durable; then turn the written pending
+//! slots into on-disk locations. Operations arriving during the round wait for the next one
 //! (group commit).
 //!
 //! After a round: a lazy sled flush at most every [`LAZY_FLUSH_INTERVAL`], then maintenance
@@ -32,6 +32,7 @@ use std::time::Instant;
 
 use crate::GroupId;
 use crate::KvOp;
+use crate::LogRecord;
 use crate::disk::GroupLog;
 use crate::disk::Location;
 use crate::disk::MAX_SEGMENT_SEQ;
@@ -358,14 +359,16 @@ impl Writer {
                 return;
             }
         };
-        self.settle_pending(&batch, &locations);
         if let Err(error) = self.apply_sled_ops(&batch) {
             self.poison(&error, "metadata write");
             complete_all(batch, Some(&error));
             return;
         }
+        // Callbacks first: settling takes every group's lock, and a caller preempted while
+        // holding one must not delay the whole round's acknowledgements.
         let mut sled_flushed = false;
         let mut failure: Option<io::Error> = None;
+        let mut appended = Vec::new();
         for (_, op) in batch {
             if failure.is_none() && !sled_flushed && needs_sled_flush(&op) {
                 match self.flush_sled() {
@@ -376,8 +379,17 @@ impl Writer {
                     }
                 }
             }
-            complete(op, failure.as_ref());
+            if let Op::Append {
+                log, records, done, ..
+            } = op
+            {
+                fire(done, outcome(failure.as_ref()));
+                appended.push((log, records));
+            } else {
+                complete(op, failure.as_ref());
+            }
         }
+        self.settle_pending(&appended, &locations);
     }
 
     /// Stages and commits every journal record of the batch. Returns the locations of the
@@ -433,12 +445,13 @@ impl Writer {
 
     /// Points the slots just written at their journal locations, unless they changed meanwhile
     /// (truncated, re-appended, group dropped).
-    fn settle_pending(&self, batch: &[(u64, Op)], locations: &[Location]) {
+    fn settle_pending(
+        &self,
+        appended: &[(Arc<Mutex<GroupLog>>, Vec<LogRecord>)],
+        locations: &[Location],
+    ) {
         let mut locations = locations.iter();
-        for (_, op) in batch {
-            let Op::Append { log, records, .. } = op else {
-                continue;
-            };
+        for (log, records) in appended {
             let mut log = lock(log);
             for record in records {
                 let Some(location) = locations.next() else {
@@ -849,12 +862,16 @@ fn copy_error(error: &io::Error) -> io::Error {
     io::Error::new(error.kind(), error.to_string())
 }
 
-/// Reports the outcome of an operation to its caller.
-fn complete(op: Op, failure: Option<&io::Error>) {
-    let result = || match failure {
+fn outcome(failure: Option<&io::Error>) -> io::Result<()> {
+    match failure {
         Some(error) => Err(copy_error(error)),
         None => Ok(()),
-    };
+    }
+}
+
+/// Reports the outcome of an operation to its caller.
+fn complete(op: Op, failure: Option<&io::Error>) {
+    let result = || outcome(failure);
     match op {
         Op::Append { done, .. } | Op::Flush { done } => fire(done, result()),
         Op::Kv {
