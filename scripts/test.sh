@@ -67,4 +67,9 @@ count=$($aws get-records --shard-iterator "$iterator" --query 'length(Records)' 
 $aws delete-stream --stream-name cli-check
 echo "aws cli: ok"
 
+step "benchmark smoke (the tool works; numbers come from scripts/bench.sh)"
+result=$(./target/debug/riffle-bench --endpoint "$endpoint" --stream bench-smoke --connections 4 --seconds 2 --warmup 0 --json)
+echo "$result"
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["errors"]==0 and r["failed_records"]==0 and r["records_per_sec"]>0, r' "$result"
+
 step "all tests passed"

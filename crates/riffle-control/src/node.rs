@@ -241,7 +241,7 @@ impl Node {
             if let Some(replica) = replica {
                 replica.shutdown().await;
             }
-            match self.storage.drop_group(group) {
+            match self.drop_storage_group(group).await {
                 Ok(()) => tracing::info!(group, "dropped shard replica"),
                 Err(error) => tracing::error!(group, %error, "cannot drop shard replica"),
             }
@@ -256,11 +256,20 @@ impl Node {
         for group in on_disk {
             if !wanted.contains_key(&group)
                 && self.local_shard(group).is_none()
-                && let Err(error) = self.storage.drop_group(group)
+                && let Err(error) = self.drop_storage_group(group).await
             {
                 tracing::error!(group, %error, "cannot drop orphaned group");
             }
         }
+    }
+
+    /// Removes a group's log and state from storage (a durable, blocking call: kept off the
+    /// async threads).
+    async fn drop_storage_group(&self, group: u64) -> Result<(), StorageError> {
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || storage.drop_group(group))
+            .await
+            .map_err(|error| StorageError::Io(std::io::Error::other(error)))?
     }
 
     async fn start_replica(

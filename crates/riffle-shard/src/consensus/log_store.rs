@@ -6,6 +6,9 @@ use std::io;
 use std::ops::Bound;
 use std::ops::RangeBounds;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
 
 use openraft::LogState;
 use openraft::OptionalSend;
@@ -24,6 +27,8 @@ use super::types::TypeConfig;
 use super::types::Vote;
 
 const VOTE_KEY: &[u8] = b"vote";
+/// How often the committed hint is written at most.
+const HINT_INTERVAL: Duration = Duration::from_millis(200);
 const COMMITTED_KEY: &[u8] = b"committed";
 
 /// The Raft log of one group. Cheap to clone: clones share the storage.
@@ -32,6 +37,7 @@ pub struct LogStore {
     storage: Arc<dyn Storage>,
     group: GroupId,
     space: Arc<str>,
+    last_hint: Arc<Mutex<Option<Instant>>>,
 }
 
 impl LogStore {
@@ -40,7 +46,21 @@ impl LogStore {
             storage,
             group,
             space: group_space(group).into(),
+            last_hint: Arc::default(),
         }
+    }
+
+    /// Whether the committed hint should be written now (and records that it is).
+    fn hint_due(&self) -> bool {
+        let Ok(mut last) = self.last_hint.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < HINT_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     fn last_tag(&self) -> io::Result<u64> {
@@ -140,7 +160,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         // Only a hint for faster recovery (re-apply on restart without waiting for a leader):
-        // written lazily, and clamped to the durable log when read back.
+        // written lazily and at most every HINT_INTERVAL (a stale hint is still a correct lower
+        // bound), and clamped to the durable log when read back.
+        if committed.is_some() && !self.hint_due() {
+            return Ok(());
+        }
         let op = match committed {
             Some(log_id) => KvOp::Put(COMMITTED_KEY.to_vec(), codec::encode_log_id(&log_id)?),
             None => KvOp::Delete(COMMITTED_KEY.to_vec()),

@@ -4,6 +4,8 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
 
 use futures_util::Stream;
 use futures_util::TryStreamExt;
@@ -28,6 +30,9 @@ use super::types::StoredMembership;
 use super::types::TypeConfig;
 
 const APPLIED_KEY: &[u8] = b"applied";
+/// How often a checkpointing machine's state is written at most. A stale checkpoint only means
+/// more replay on restart: the log is durable.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
 
 /// An application state machine driven by committed commands.
@@ -47,9 +52,9 @@ pub trait Machine: Send + 'static {
     /// Replaces the machine's state with one produced by [`Machine::state`].
     fn restore(&mut self, state: &[u8]) -> io::Result<()>;
 
-    /// Whether to checkpoint `state()` after every applied batch (lazily, without waiting for
-    /// the disk). Right for tiny states: recovery then replays almost nothing. Large states
-    /// rely on snapshots instead and replay the log since the last one.
+    /// Whether to checkpoint `state()` as entries are applied (lazily, without waiting for the
+    /// disk, at most every [`CHECKPOINT_INTERVAL`]). Right for tiny states: recovery then
+    /// replays almost nothing. Large states rely on snapshots and replay the log since the last.
     fn checkpoint_every_batch(&self) -> bool;
 }
 
@@ -57,6 +62,7 @@ struct Inner<M> {
     machine: M,
     applied: Option<LogId>,
     membership: StoredMembership,
+    last_checkpoint: Option<Instant>,
 }
 
 /// The adapter openraft drives. Cheap to clone.
@@ -106,6 +112,7 @@ impl<M: Machine> StateMachineStore<M> {
             machine,
             applied,
             membership,
+            last_checkpoint: None,
         };
         Ok(StateMachineStore {
             inner: Arc::new(Mutex::new(inner)),
@@ -219,7 +226,11 @@ impl<M: Machine> RaftStateMachine<TypeConfig> for StateMachineStore<M> {
         if !applied_any {
             return Ok(());
         }
-        if inner.machine.checkpoint_every_batch() {
+        let checkpoint_due = inner
+            .last_checkpoint
+            .is_none_or(|at| at.elapsed() >= CHECKPOINT_INTERVAL);
+        if inner.machine.checkpoint_every_batch() && checkpoint_due {
+            inner.last_checkpoint = Some(Instant::now());
             let repr = AppliedRepr::new(
                 inner.applied.as_ref(),
                 &inner.membership,
