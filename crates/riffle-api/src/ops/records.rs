@@ -141,6 +141,23 @@ fn read_entry(
     }))
 }
 
+/// Checks a sequence-number member against the model's pattern `0|([1-9]\d{0,128})`.
+fn check_sequence_number_pattern(errors: &mut ValidationErrors, member: &str, text: Option<&str>) {
+    let Some(text) = text else { return };
+    let well_formed = text == "0"
+        || (!text.starts_with('0')
+            && !text.is_empty()
+            && text.len() <= 129
+            && text.bytes().all(|byte| byte.is_ascii_digit()));
+    if !well_formed {
+        errors.push(
+            &quoted(text),
+            member,
+            "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
+        );
+    }
+}
+
 /// The local replica serving a shard's data operations.
 fn replica_for(api: &Api, shard: &ShardRecord) -> Result<ShardReplica, KinesisError> {
     api.node.local_shard(shard.group).ok_or_else(|| {
@@ -269,20 +286,7 @@ pub async fn put_record(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, 
     let name = required_stream(ctx, input, &mut errors)?;
     let entry = read_entry(&mut errors, input, "")?;
     let ordering = input.string("SequenceNumberForOrdering")?;
-    if let Some(text) = ordering {
-        let well_formed = text == "0"
-            || (!text.starts_with('0')
-                && !text.is_empty()
-                && text.len() <= 129
-                && text.bytes().all(|b| b.is_ascii_digit()));
-        if !well_formed {
-            errors.push(
-                &quoted(text),
-                "sequenceNumberForOrdering",
-                "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
-            );
-        }
-    }
+    check_sequence_number_pattern(&mut errors, "sequenceNumberForOrdering", ordering);
     errors.into_result()?;
     if let Some(text) = ordering {
         // Sequence numbers only grow within a shard, so any number we issued is already below
@@ -420,20 +424,7 @@ pub async fn get_shard_iterator(
         Some(_) => {}
     }
     let starting = input.string("StartingSequenceNumber")?;
-    if let Some(text) = starting {
-        let well_formed = text == "0"
-            || (!text.starts_with('0')
-                && !text.is_empty()
-                && text.len() <= 129
-                && text.bytes().all(|b| b.is_ascii_digit()));
-        if !well_formed {
-            errors.push(
-                &quoted(text),
-                "startingSequenceNumber",
-                "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
-            );
-        }
-    }
+    check_sequence_number_pattern(&mut errors, "startingSequenceNumber", starting);
     let at_time = input.timestamp("Timestamp")?;
     errors.into_result()?;
     let kind = kind.unwrap_or_default();

@@ -55,6 +55,20 @@ fn check_tag_key(errors: &mut ValidationErrors, member: &str, key: &str) {
     }
 }
 
+/// Reads the required `Tags` member.
+fn required_tags(
+    errors: &mut ValidationErrors,
+    input: &Map,
+) -> Result<BTreeMap<String, String>, KinesisError> {
+    match input.map("Tags")? {
+        Some(tags) => read_tag_map(errors, tags, "tags"),
+        None => {
+            errors.push("null", "tags", "Member must not be null");
+            Ok(BTreeMap::new())
+        }
+    }
+}
+
 /// Reads a `TagKeys` list.
 fn read_tag_keys(
     errors: &mut ValidationErrors,
@@ -95,13 +109,7 @@ pub async fn add_tags_to_stream(
 ) -> Result<Value, KinesisError> {
     let mut errors = ValidationErrors::new();
     let name = required_stream(ctx, input, &mut errors)?;
-    let tags = match input.map("Tags")? {
-        Some(tags) => read_tag_map(&mut errors, tags, "tags")?,
-        None => {
-            errors.push("null", "tags", "Member must not be null");
-            BTreeMap::new()
-        }
-    };
+    let tags = required_tags(&mut errors, input)?;
     errors.into_result()?;
     api.node
         .control()
@@ -191,13 +199,7 @@ fn resource_stream(
 pub async fn tag_resource(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
     let mut errors = ValidationErrors::new();
     let name = resource_stream(ctx, input, &mut errors)?;
-    let tags = match input.map("Tags")? {
-        Some(tags) => read_tag_map(&mut errors, tags, "tags")?,
-        None => {
-            errors.push("null", "tags", "Member must not be null");
-            BTreeMap::new()
-        }
-    };
+    let tags = required_tags(&mut errors, input)?;
     errors.into_result()?;
     api.node
         .control()

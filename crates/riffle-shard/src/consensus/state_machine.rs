@@ -121,6 +121,23 @@ impl<M: Machine> StateMachineStore<M> {
         })
     }
 
+    /// Writes the machine's applied position and state, lazily: the log is durable, so a lost
+    /// checkpoint only means a little more replay on restart.
+    fn write_checkpoint(&self, inner: &mut Inner<M>) -> io::Result<()> {
+        inner.last_checkpoint = Some(Instant::now());
+        let repr = AppliedRepr::new(
+            inner.applied.as_ref(),
+            &inner.membership,
+            inner.machine.state(),
+        )?;
+        self.storage.kv_write(
+            &self.space,
+            vec![KvOp::Put(APPLIED_KEY.to_vec(), repr.encode()?)],
+            None,
+        )?;
+        Ok(())
+    }
+
     /// Runs `f` on the machine (for reads of machine state that are not published elsewhere).
     pub async fn with_machine<T>(&self, f: impl FnOnce(&M) -> T) -> T {
         let inner = self.inner.lock().await;
@@ -230,18 +247,7 @@ impl<M: Machine> RaftStateMachine<TypeConfig> for StateMachineStore<M> {
             .last_checkpoint
             .is_none_or(|at| at.elapsed() >= CHECKPOINT_INTERVAL);
         if inner.machine.checkpoint_every_batch() && checkpoint_due {
-            inner.last_checkpoint = Some(Instant::now());
-            let repr = AppliedRepr::new(
-                inner.applied.as_ref(),
-                &inner.membership,
-                inner.machine.state(),
-            )?;
-            // Lazy: the log is durable, so a lost checkpoint only means a little more replay.
-            self.storage.kv_write(
-                &self.space,
-                vec![KvOp::Put(APPLIED_KEY.to_vec(), repr.encode()?)],
-                None,
-            )?;
+            self.write_checkpoint(&mut inner)?;
         }
         Ok(())
     }
@@ -267,16 +273,7 @@ impl<M: Machine> RaftStateMachine<TypeConfig> for StateMachineStore<M> {
             inner.machine.applied_to(applied.index);
         }
         if inner.machine.checkpoint_every_batch() {
-            let checkpoint = AppliedRepr::new(
-                inner.applied.as_ref(),
-                &inner.membership,
-                inner.machine.state(),
-            )?;
-            self.storage.kv_write(
-                &self.space,
-                vec![KvOp::Put(APPLIED_KEY.to_vec(), checkpoint.encode()?)],
-                None,
-            )?;
+            self.write_checkpoint(&mut inner)?;
         }
         Ok(())
     }
