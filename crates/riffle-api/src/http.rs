@@ -63,6 +63,13 @@ const X_AMZN_ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype"
 pub trait Service: Send + Sync + 'static {
     /// Handles one decoded Kinesis call. `operation` is the name after `Kinesis_20131202.`.
     fn call(&self, call: Call) -> impl Future<Output = Result<Value, KinesisError>> + Send;
+
+    /// Answers an administrative `GET` (a path under `/_riffle/`) with a JSON document, or
+    /// `None` when there is no such path.
+    fn admin(&self, path: &str) -> impl Future<Output = Option<Vec<u8>>> + Send {
+        let _ = path;
+        async { None }
+    }
 }
 
 /// One decoded request.
@@ -211,6 +218,17 @@ async fn handle<S: Service>(
             "text/plain; charset=utf-8",
             Bytes::from_static(b"ok"),
         )
+    } else if request.method() == Method::GET && request.uri().path().starts_with("/_riffle/") {
+        match service.admin(request.uri().path()).await {
+            Some(document) => {
+                body_response(StatusCode::OK, "application/json", Bytes::from(document))
+            }
+            None => body_response(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                Bytes::from_static(b"not found"),
+            ),
+        }
     } else if request.method() == Method::OPTIONS {
         preflight_response(request.headers())
     } else {

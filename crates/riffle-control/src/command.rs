@@ -91,6 +91,10 @@ pub enum ControlCommand {
         adjacent: u32,
         now_ms: u64,
     },
+    /// Shard leaders as observed by the metadata leader: `(group, node)` pairs that changed.
+    ShardLeaders {
+        leaders: Vec<(u64, u64)>,
+    },
     /// The shard's seal entry committed at `sealed_at`: it is closed.
     ShardSealed {
         name: String,
@@ -115,6 +119,7 @@ impl ControlCommand {
             ControlCommand::SetRetention { .. } => "SetRetention",
             ControlCommand::SplitShard { .. } => "SplitShard",
             ControlCommand::MergeShards { .. } => "MergeShards",
+            ControlCommand::ShardLeaders { .. } => "ShardLeaders",
             ControlCommand::ShardSealed { .. } => "ShardSealed",
         }
     }
@@ -421,6 +426,34 @@ pub fn apply(
             stream.status = StreamStatus::Updating;
             Ok(ControlReply::Done)
         }
+        ControlCommand::ShardLeaders { leaders } => {
+            let wanted: std::collections::HashMap<u64, u64> = leaders.into_iter().collect();
+            let mut changed = false;
+            for stream in state.streams.values_mut() {
+                let needs_update = stream.shards.iter().any(|shard| {
+                    wanted
+                        .get(&shard.group)
+                        .is_some_and(|node| shard.leader != Some(*node))
+                });
+                if !needs_update {
+                    continue;
+                }
+                for shard in &mut Arc::make_mut(stream).shards {
+                    if let Some(node) = wanted.get(&shard.group)
+                        && shard.leader != Some(*node)
+                        && shard.replicas.iter().any(|r| r.node == *node)
+                    {
+                        shard.leader = Some(*node);
+                        changed = true;
+                    }
+                }
+            }
+            Ok(if changed {
+                ControlReply::Done
+            } else {
+                ControlReply::Unchanged
+            })
+        }
         ControlCommand::ShardSealed {
             name,
             created_ms,
@@ -633,6 +666,7 @@ fn new_shard(
         created_ms: spec.now_ms,
         state: ShardState::Open,
         replicas,
+        leader: None,
     })
 }
 

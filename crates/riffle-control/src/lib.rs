@@ -1,5 +1,5 @@
 //! The control plane: the metadata Raft group that owns the truth about nodes, streams, shards
-//! and placement, and the node runtime that makes a node's local shard replicas match it.
+//! and placement.
 //!
 //! Every control decision is a committed [`command::ControlCommand`]; [`command::apply`] is
 //! pure, so it is unit-tested without Raft. This layer decides placement and drives stream
@@ -7,13 +7,10 @@
 
 pub mod command;
 pub mod model;
-pub mod node;
 pub mod placement;
 pub mod plane;
 
 pub use command::ControlCommand;
 pub use command::ControlReply;
 pub use model::ControlState;
-pub use node::Node;
-pub use node::NodeConfig;
 pub use plane::ControlPlane;

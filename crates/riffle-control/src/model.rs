@@ -135,6 +135,10 @@ pub struct ShardRecord {
     pub created_ms: u64,
     pub state: ShardState,
     pub replicas: Vec<ReplicaRecord>,
+    /// The node whose replica leads the shard, as last reported (for routing and status; the
+    /// shard group itself is the authority).
+    #[serde(default)]
+    pub leader: Option<u64>,
 }
 
 impl ShardRecord {
@@ -253,6 +257,7 @@ mod tests {
             created_ms: 1_000_000,
             state,
             replicas: vec![],
+            leader: None,
         }
     }
 

@@ -27,6 +27,22 @@ pub struct ServerArgs {
     /// This node's availability zone.
     #[arg(long, env = "RIFFLE_AZ")]
     pub az: Option<String>,
+    /// Address of the node-to-node (gRPC) service. Required in a cluster.
+    #[arg(long, env = "RIFFLE_PEER_LISTEN")]
+    pub peer_listen: Option<SocketAddr>,
+    /// The cluster's metadata voters, this node included: `1=host:port,2=host:port,...`
+    /// (peer addresses). Every voter gets the same list; absent for a single node.
+    #[arg(long, env = "RIFFLE_PEERS")]
+    pub peers: Option<String>,
+    /// Kinesis API address other nodes and `cluster status` advertise (default: `listen`).
+    #[arg(long, env = "RIFFLE_ADVERTISE_API")]
+    pub advertise_api: Option<String>,
+    /// Peer address other nodes use to reach this one (default: `peer_listen`).
+    #[arg(long, env = "RIFFLE_ADVERTISE_PEER")]
+    pub advertise_peer: Option<String>,
+    /// Seconds a quiet, fully replicated shard group waits before it stops ticking.
+    #[arg(long, env = "RIFFLE_HIBERNATE_AFTER_SECS")]
+    pub hibernate_after_secs: Option<u64>,
     /// Account id shown in ARNs and error messages (12 digits).
     #[arg(long, env = "RIFFLE_ACCOUNT_ID")]
     pub account_id: Option<String>,
@@ -64,6 +80,11 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     node_id: Option<u64>,
     az: Option<String>,
+    peer_listen: Option<SocketAddr>,
+    peers: Option<String>,
+    advertise_api: Option<String>,
+    advertise_peer: Option<String>,
+    hibernate_after_secs: Option<u64>,
     account_id: Option<String>,
     region: Option<String>,
     shard_limit: Option<u32>,
@@ -82,6 +103,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub node_id: u64,
     pub az: String,
+    pub peer_listen: Option<SocketAddr>,
+    /// Metadata voters `(node id, peer address)`; empty for a single node.
+    pub peers: Vec<(u64, String)>,
+    pub advertise_api: Option<String>,
+    pub advertise_peer: Option<String>,
+    pub hibernate_after_secs: u64,
     pub account_id: String,
     pub region: String,
     pub shard_limit: u32,
@@ -138,6 +165,14 @@ impl ServerArgs {
                 .clone()
                 .or(file.az)
                 .unwrap_or_else(|| "az-a".to_string()),
+            peer_listen: self.peer_listen.or(file.peer_listen),
+            peers: parse_peers(self.peers.clone().or(file.peers).as_deref().unwrap_or(""))?,
+            advertise_api: self.advertise_api.clone().or(file.advertise_api),
+            advertise_peer: self.advertise_peer.clone().or(file.advertise_peer),
+            hibernate_after_secs: self
+                .hibernate_after_secs
+                .or(file.hibernate_after_secs)
+                .unwrap_or(10),
             account_id: self
                 .account_id
                 .clone()
@@ -174,9 +209,49 @@ impl ServerArgs {
     }
 }
 
+/// Parses `1=host:port,2=host:port`.
+fn parse_peers(text: &str) -> anyhow::Result<Vec<(u64, String)>> {
+    let mut peers = Vec::new();
+    for item in text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
+        let (id, address) = item
+            .split_once('=')
+            .with_context(|| format!("peer `{item}` is not `id=host:port`"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("peer id `{id}` is not a number"))?;
+        anyhow::ensure!(id > 0, "peer ids are positive");
+        anyhow::ensure!(
+            address.contains(':'),
+            "peer address `{address}` needs a port"
+        );
+        anyhow::ensure!(
+            peers.iter().all(|(known, _)| *known != id),
+            "peer id {id} appears twice"
+        );
+        peers.push((id, address.trim().to_string()));
+    }
+    Ok(peers)
+}
+
 impl ServerConfig {
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.node_id > 0, "node_id must be a positive integer");
+        if !self.peers.is_empty() {
+            anyhow::ensure!(
+                self.peers.iter().any(|(id, _)| *id == self.node_id),
+                "--peers must list this node ({}) too",
+                self.node_id
+            );
+            anyhow::ensure!(
+                self.peer_listen.is_some(),
+                "a node with --peers needs --peer-listen"
+            );
+        }
         anyhow::ensure!(
             self.account_id.len() == 12 && self.account_id.bytes().all(|b| b.is_ascii_digit()),
             "account_id must be 12 digits"
@@ -229,6 +304,29 @@ mod tests {
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.region, "eu-west-1");
         assert_eq!(config.shard_limit, 9, "a flag beats the file");
+    }
+
+    #[test]
+    fn peers_parse() {
+        assert_eq!(
+            parse_peers("1=127.0.0.1:4667, 2=10.0.0.2:4667").unwrap(),
+            vec![
+                (1, "127.0.0.1:4667".to_string()),
+                (2, "10.0.0.2:4667".to_string())
+            ]
+        );
+        assert!(parse_peers("").unwrap().is_empty());
+        assert!(parse_peers("x=1:2").is_err());
+        assert!(parse_peers("1=nohost").is_err());
+        assert!(parse_peers("1=a:1,1=b:2").is_err());
+        let args = ServerArgs {
+            peers: Some("2=127.0.0.1:1".into()),
+            ..ServerArgs::default()
+        };
+        assert!(
+            args.resolve().is_err(),
+            "the peer list must include this node"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! `riffle`: runs a Riffle node. `riffle` alone is `riffle server`.
+//! `riffle`: runs a Riffle node (`riffle` alone is `riffle server`) and inspects a cluster
+//! (`riffle cluster status`).
 
 mod config;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +11,10 @@ use anyhow::Context;
 use clap::Parser;
 use clap::Subcommand;
 use riffle_api::Api;
-use riffle_control::Node;
-use riffle_control::NodeConfig;
+use riffle_node::Node;
+use riffle_node::NodeConfig;
+use riffle_node::grpc::GrpcPeers;
+use riffle_node::peer::PeerClient;
 use riffle_storage::DiskOptions;
 use riffle_storage::DiskStorage;
 use riffle_storage::Storage;
@@ -38,12 +42,35 @@ struct Cli {
 enum Command {
     /// Run a node (the default).
     Server(ServerArgs),
+    /// Inspect a running cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Nodes by AZ (alive, metadata leader) and every shard's replicas and leader.
+    Status {
+        /// Kinesis API endpoint of any node.
+        #[arg(long, default_value = "http://127.0.0.1:4567")]
+        endpoint: String,
+        /// Print the raw JSON document.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Server(args)) => args,
+        Some(Command::Cluster {
+            command: ClusterCommand::Status { endpoint, json },
+        }) => {
+            return status::print(&endpoint, json);
+        }
         None => cli.server,
     };
     let config = args.resolve()?;
@@ -75,6 +102,19 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the Kinesis API to {}", config.listen))?;
     let api_addr = listener.local_addr()?;
+    let peer_listener = match config.peer_listen {
+        Some(address) => Some(
+            riffle_node::grpc::bind(address)
+                .await
+                .with_context(|| format!("binding the peer service to {address}"))?,
+        ),
+        None => None,
+    };
+    let peer_addr = match (&config.advertise_peer, &peer_listener) {
+        (Some(advertised), _) => advertised.clone(),
+        (None, Some(listener)) => listener.local_addr()?.to_string(),
+        (None, None) => String::new(),
+    };
 
     let mut disk = DiskOptions::new(config.data_dir.clone());
     disk.segment_bytes = config.segment_mib * 1024 * 1024;
@@ -85,17 +125,48 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let node_config = NodeConfig {
         node_id: config.node_id,
         az: config.az.clone(),
-        api_addr: api_addr.to_string(),
-        peer_addr: String::new(),
+        api_addr: config
+            .advertise_api
+            .clone()
+            .unwrap_or_else(|| api_addr.to_string()),
+        peer_addr: peer_addr.clone(),
+        peers: config.peers.clone(),
         account: config.account_id.clone(),
         region: config.region.clone(),
         shard_limit: config.shard_limit,
         replication_factor: config.replication_factor,
         retention_interval: Duration::from_secs(config.retention_check_secs),
+        hibernate_after: Duration::from_secs(config.hibernate_after_secs),
+        node_down_after: Duration::from_secs(3),
     };
-    let node = Node::start(node_config, storage.clone())
-        .await
-        .context("starting the node")?;
+    let peers: Option<Arc<dyn PeerClient>> = peer_listener
+        .as_ref()
+        .map(|_| GrpcPeers::new(&config.peers) as Arc<dyn PeerClient>);
+    let node = Node::new(node_config, storage.clone(), peers);
+
+    // The peer service runs before the node starts: other nodes must reach this one while the
+    // metadata group elects its leader.
+    let (stop_peers, peers_stopped) = tokio::sync::watch::channel(false);
+    let peer_server = peer_listener.map(|listener| {
+        let node = node.clone();
+        let mut stopped = peers_stopped.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = riffle_node::grpc::serve(listener, node, shutdown).await {
+                tracing::error!(%error, "peer service failed");
+            }
+        })
+    });
+    tracing::info!(node_id = config.node_id, az = %config.az, peer = %peer_addr, "starting");
+    tokio::select! {
+        started = node.start() => started.context("starting the node")?,
+        () = shutdown_signal() => {
+            tracing::info!("stopped before the cluster formed");
+            return Ok(());
+        }
+    }
     let api = Arc::new(Api::new(node.clone()));
 
     tracing::info!(listen = %api_addr, data_dir = %config.data_dir.display(), node_id = config.node_id, "riffle is serving");
@@ -109,6 +180,10 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
     tracing::info!("shutting down");
     node.shutdown().await;
+    stop_peers.send_replace(true);
+    if let Some(server) = peer_server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    }
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     storage.flush(Box::new(move |result| {
         let _ = done_tx.send(result);

@@ -26,8 +26,8 @@ use crate::consensus::Group;
 use crate::consensus::GroupError;
 use crate::consensus::GroupOptions;
 use crate::consensus::Machine;
-use crate::consensus::PeerTransport;
 use crate::consensus::ProposeError;
+use crate::consensus::RaftClient;
 use crate::consensus::ReplicaId;
 use crate::consensus::Reply;
 use crate::consensus::record_command;
@@ -175,7 +175,7 @@ impl ShardReplica {
         group: GroupId,
         replica: ReplicaId,
         options: &GroupOptions,
-        transport: Option<Arc<dyn PeerTransport>>,
+        client: Option<Arc<dyn RaftClient>>,
     ) -> Result<Self, GroupError> {
         let progress = Arc::new(ShardProgress::default());
         let (applied_tx, applied_rx) = watch::channel(0);
@@ -184,8 +184,7 @@ impl ShardReplica {
             progress: progress.clone(),
             applied_tx,
         };
-        let group =
-            Group::start(storage.clone(), group, replica, machine, options, transport).await?;
+        let group = Group::start(storage.clone(), group, replica, machine, options, client).await?;
         Ok(ShardReplica {
             group,
             storage,

@@ -5,6 +5,7 @@
 mod common;
 mod records;
 mod shards;
+mod status;
 mod streams;
 mod tags;
 
@@ -12,8 +13,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
-use riffle_control::Node;
+use riffle_control::ControlState;
 use riffle_control::command::RetentionChange;
+use riffle_node::Node;
 use riffle_types::ErrorCode;
 use riffle_types::KinesisError;
 use riffle_types::TokenError;
@@ -118,6 +120,26 @@ impl Api {
         Api { node }
     }
 
+    /// The control state, including everything committed before this call (a linearizable
+    /// read through the metadata leader). Falls back to this node's copy when no leader can be
+    /// reached, so that descriptions stay available in a minority partition.
+    async fn synced_state(&self) -> Arc<ControlState> {
+        if let Err(error) = self.node.control().sync().await {
+            tracing::debug!(%error, "serving the local metadata copy");
+        }
+        self.node.control().state()
+    }
+
+    /// This node's copy of the control state when it knows `stream`, else a synced one (a
+    /// stream created through another node a moment ago).
+    async fn state_for(&self, stream: &str) -> Arc<ControlState> {
+        let state = self.node.control().state();
+        if state.streams.contains_key(stream) {
+            return state;
+        }
+        self.synced_state().await
+    }
+
     fn token_key(&self) -> Result<TokenKey, KinesisError> {
         self.node
             .token_key()
@@ -168,6 +190,13 @@ impl Api {
 }
 
 impl Service for Api {
+    async fn admin(&self, path: &str) -> Option<Vec<u8>> {
+        match path {
+            "/_riffle/status" => serde_json::to_vec(&status::cluster_status(&self.node).await).ok(),
+            _ => None,
+        }
+    }
+
     async fn call(&self, call: Call) -> Result<Value, KinesisError> {
         let Some(operation) = Operation::parse(&call.operation) else {
             return Err(KinesisError::new(

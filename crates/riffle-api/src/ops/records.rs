@@ -10,11 +10,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use riffle_control::model::ShardRecord;
+use riffle_control::model::ShardState;
 use riffle_control::model::StreamRecord;
+use riffle_node::DataError;
 use riffle_shard::batch::BatchBuilder;
-use riffle_shard::consensus::ProposeError;
-use riffle_shard::shard::AppendError;
-use riffle_shard::shard::ShardReplica;
 use riffle_types::ErrorCode;
 use riffle_types::HashKey;
 use riffle_types::HashKeyError;
@@ -158,27 +157,11 @@ fn check_sequence_number_pattern(errors: &mut ValidationErrors, member: &str, te
     }
 }
 
-/// The local replica serving a shard's data operations.
-fn replica_for(api: &Api, shard: &ShardRecord) -> Result<ShardReplica, KinesisError> {
-    api.node.local_shard(shard.group).ok_or_else(|| {
-        KinesisError::unavailable(format!(
-            "shard {} is not available on this node yet",
-            shard.id()
-        ))
-    })
-}
-
-fn append_failure(error: &AppendError) -> KinesisError {
+/// The client-facing error of a routed shard operation.
+fn data_error(error: DataError) -> KinesisError {
     match error {
-        AppendError::Closed => KinesisError::internal("shard closed while writing"),
-        AppendError::Propose(ProposeError::NotLeader { .. })
-        | AppendError::Propose(ProposeError::Stopped(_)) => {
-            KinesisError::unavailable(format!("shard has no leader right now: {error}"))
-        }
-        AppendError::Propose(ProposeError::Ambiguous(reason)) => KinesisError::internal(format!(
-            "write outcome unknown after a leader change: {reason}"
-        )),
-        AppendError::Unexpected(reason) => KinesisError::internal(reason.clone()),
+        DataError::Closed => KinesisError::internal("the shard closed during the call"),
+        DataError::Failed(error) => error,
     }
 }
 
@@ -197,7 +180,12 @@ async fn write_entries(
         if pending.is_empty() {
             break;
         }
-        let state = api.node.control().state();
+        // After a shard turned out sealed, the children must be visible: read the state anew.
+        let state = if sealed.is_empty() {
+            api.state_for(stream_name).await
+        } else {
+            api.synced_state().await
+        };
         let stream: Arc<StreamRecord> = data_stream(ctx, &state, stream_name)?;
         // Group the pending records by target shard, keeping request order within a shard.
         let mut by_shard: Vec<(&ShardRecord, Vec<usize>)> = Vec::new();
@@ -228,13 +216,14 @@ async fn write_entries(
             for &index in indexes {
                 builder.push(&entries[index].partition_key, &entries[index].data);
             }
-            let replica = replica_for(api, shard).map_err(|error| (error, false))?;
-            replica
-                .append(builder.finish(), arrival_ms)
+            api.node
+                .append(shard, builder.finish(), arrival_ms)
                 .await
-                .map_err(|error| {
-                    let closed = matches!(error, AppendError::Closed);
-                    (append_failure(&error), closed)
+                .map_err(|error| match error {
+                    DataError::Closed => {
+                        (KinesisError::internal("shard closed while writing"), true)
+                    }
+                    DataError::Failed(error) => (error, false),
                 })
         });
         let results = join_all(appends).await;
@@ -430,10 +419,9 @@ pub async fn get_shard_iterator(
     let kind = kind.unwrap_or_default();
     let shard_id = shard_id.unwrap_or_default();
 
-    let state = api.node.control().state();
+    let state = api.state_for(&name).await;
     let stream = data_stream(ctx, &state, &name)?;
     let shard = find_shard(ctx, &stream, shard_id)?;
-    let replica = replica_for(api, shard)?;
     let position = match kind {
         "TRIM_HORIZON" | "LATEST" => {
             if starting.is_some() {
@@ -442,7 +430,7 @@ pub async fn get_shard_iterator(
                 )));
             }
             if kind == "LATEST" {
-                replica.latest()
+                api.node.locate(shard, None).await.map_err(data_error)?
             } else {
                 Position {
                     entry: 0,
@@ -480,9 +468,10 @@ pub async fn get_shard_iterator(
                     ctx.now_ms
                 )));
             }
-            replica
-                .position_at_time(millis)
-                .map_err(|error| KinesisError::internal(error.to_string()))?
+            api.node
+                .locate(shard, Some(millis))
+                .await
+                .map_err(data_error)?
         }
     };
     let iterator = ShardIterator {
@@ -563,7 +552,7 @@ pub async fn get_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
             TokenError::Malformed => KinesisError::invalid_argument("Invalid ShardIterator."),
         }
     })?;
-    let state = api.node.control().state();
+    let mut state = api.state_for(&iterator.stream_name).await;
     let stream = find_stream(ctx, &state, &iterator.stream_name)?;
     if stream.created_ms != iterator.stream_created_ms {
         return Err(ctx.stream_not_found(&iterator.stream_name));
@@ -576,19 +565,26 @@ pub async fn get_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
             ctx.account
         ))
     })?;
-    let replica = replica_for(api, shard)?;
     let max_records = limit
         .map(|limit| limit as usize)
         .unwrap_or(limits::MAX_GET_RECORDS_LIMIT);
-    let page = replica
+    let page = api
+        .node
         .read(
+            shard,
             iterator.position,
             max_records,
             limits::MAX_GET_RECORDS_BYTES,
         )
-        .map_err(|error| {
-            KinesisError::internal(format!("cannot read shard {}: {error}", shard.id()))
-        })?;
+        .await
+        .map_err(data_error)?;
+    // At the end of a closed shard the children must be known here too: this node's copy of
+    // the metadata may not have seen the split yet.
+    let shard_closed = matches!(shard.state, ShardState::Closed { .. });
+    if page.end_of_shard && (!shard_closed || stream.children(shard.index).next().is_none()) {
+        state = api.synced_state().await;
+    }
+    let stream = find_stream(ctx, &state, &iterator.stream_name)?;
     let mut records = Vec::with_capacity(page.records.len());
     for record in &page.records {
         let mut value = Map::with_capacity(4);

@@ -209,7 +209,7 @@ pub async fn list_shards(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
             ));
         }
     };
-    let state = api.node.control().state();
+    let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;
     if created_ms.is_some_and(|created| created != stream.created_ms) {
         return Err(ctx.stream_not_found(&name));
@@ -277,7 +277,7 @@ pub async fn split_shard(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
         },
     };
     errors.into_result()?;
-    let state = api.node.control().state();
+    let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;
     let shard = find_shard(ctx, &stream, shard_id.unwrap_or_default()).map_err(|_| {
         KinesisError::not_found(format!(
@@ -307,7 +307,7 @@ pub async fn merge_shards(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value
     check_shard_id(&mut errors, "shardToMerge", first, true);
     check_shard_id(&mut errors, "adjacentShardToMerge", second, true);
     errors.into_result()?;
-    let state = api.node.control().state();
+    let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;
     let lookup = |id: &str| {
         find_shard(ctx, &stream, id)

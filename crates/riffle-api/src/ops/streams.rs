@@ -144,7 +144,7 @@ pub async fn describe_stream(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Va
     let exclusive_start = input.string("ExclusiveStartShardId")?;
     super::common::check_shard_id(&mut errors, "exclusiveStartShardId", exclusive_start, false);
     errors.into_result()?;
-    let state = api.node.control().state();
+    let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;
     let limit = limit
         .map(|limit| limit as usize)
@@ -189,7 +189,7 @@ pub async fn describe_stream_summary(
     let mut errors = ValidationErrors::new();
     let name = required_stream(ctx, input, &mut errors)?;
     errors.into_result()?;
-    let state = api.node.control().state();
+    let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;
     let mut summary = Map::with_capacity(11);
     summary.push("StreamName", stream.name.clone());
@@ -240,7 +240,7 @@ pub async fn list_streams(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value
                 .min(limits::LIST_STREAMS_MAX_LIMIT),
         ),
     };
-    let state = api.node.control().state();
+    let state = api.synced_state().await;
     let candidates: Vec<_> = state
         .streams
         .values()
@@ -324,7 +324,7 @@ pub async fn describe_limits(
     _ctx: &Ctx<'_>,
     _input: &Map,
 ) -> Result<Value, KinesisError> {
-    let state = api.node.control().state();
+    let state = api.synced_state().await;
     let on_demand = state
         .streams
         .values()

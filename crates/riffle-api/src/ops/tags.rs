@@ -157,7 +157,7 @@ pub async fn list_tags_for_stream(
     let exclusive_start = input.string("ExclusiveStartTagKey")?;
     let limit = bounded_int(&mut errors, input, "Limit", "limit", 1, 50)?;
     errors.into_result()?;
-    let state = api.node.control().state();
+    let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;
     let limit = limit.unwrap_or(50) as usize;
     let remaining: Vec<_> = stream
@@ -228,7 +228,7 @@ pub async fn list_tags_for_resource(
     let mut errors = ValidationErrors::new();
     let name = resource_stream(ctx, input, &mut errors)?;
     errors.into_result()?;
-    let state = api.node.control().state();
+    let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;
     Ok(Value::Map(
         Map::new().with("Tags", tag_list(stream.tags.iter())),

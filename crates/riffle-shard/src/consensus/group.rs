@@ -3,9 +3,14 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+use std::time::Instant;
 
 use openraft::Config;
+use openraft::LinearizerOption;
 use openraft::ReadPolicy;
 use openraft::SnapshotPolicy;
 use openraft::async_runtime::watch::WatchReceiver;
@@ -19,14 +24,17 @@ use riffle_storage::Storage;
 
 use super::log_store::LogStore;
 use super::network::Network;
-use super::network::PeerTransport;
+use super::network::RaftClient;
 use super::state_machine::Machine;
 use super::state_machine::StateMachineStore;
 use super::types::Command;
 use super::types::ReplicaId;
 use super::types::ReplicaNode;
 use super::types::Reply;
+use super::types::Snapshot;
 use super::types::TypeConfig;
+use super::wire;
+use riffle_proto::peer as pb;
 
 type RaftHandle<M> = openraft::Raft<TypeConfig, StateMachineStore<M>>;
 
@@ -135,6 +143,28 @@ pub struct Group<M: Machine> {
     replica: ReplicaId,
     raft: RaftHandle<M>,
     state_machine: StateMachineStore<M>,
+    activity: Arc<Activity>,
+}
+
+/// What hibernation needs to know about a group, shared by its handles.
+#[derive(Debug)]
+struct Activity {
+    hibernating: AtomicBool,
+    /// When this replica last proposed, read or was woken (ms since `epoch`).
+    last_active_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_active_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)))
+    }
 }
 
 impl<M: Machine> Clone for Group<M> {
@@ -144,6 +174,7 @@ impl<M: Machine> Clone for Group<M> {
             replica: self.replica,
             raft: self.raft.clone(),
             state_machine: self.state_machine.clone(),
+            activity: self.activity.clone(),
         }
     }
 }
@@ -156,20 +187,26 @@ impl<M: Machine> Group<M> {
         replica: ReplicaId,
         machine: M,
         options: &GroupOptions,
-        transport: Option<Arc<dyn PeerTransport>>,
+        client: Option<Arc<dyn RaftClient>>,
     ) -> Result<Self, GroupError> {
         let config = Arc::new(options.raft_config(id)?);
         let log_store = LogStore::new(storage.clone(), id);
         let state_machine = StateMachineStore::open(storage, id, machine)?;
-        let network = Network::new(id, transport);
+        let network = Network::new(id, client);
         let raft = openraft::Raft::new(replica, config, network, log_store, state_machine.clone())
             .await
             .map_err(|fatal| GroupError::Stopped(fatal.to_string()))?;
+        let activity = Arc::new(Activity {
+            hibernating: AtomicBool::new(false),
+            last_active_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
         Ok(Group {
             id,
             replica,
             raft,
             state_machine,
+            activity,
         })
     }
 
@@ -191,6 +228,16 @@ impl<M: Machine> Group<M> {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(error) => Err(GroupError::Initialize(error.to_string())),
         }
+    }
+
+    /// Starts an election now (the preferred leader of a new group does, instead of waiting
+    /// for an election timeout).
+    pub async fn campaign(&self) -> Result<(), GroupError> {
+        self.raft
+            .trigger()
+            .elect(false)
+            .await
+            .map_err(|fatal| GroupError::Stopped(fatal.to_string()))
     }
 
     /// When this replica is the group's only voter, becomes leader now instead of after an
@@ -230,6 +277,7 @@ impl<M: Machine> Group<M> {
 
     /// Proposes a command; returns once it is committed (durable on a majority) and applied here.
     pub async fn propose(&self, command: Command) -> Result<Proposed, ProposeError> {
+        self.wake();
         match self.raft.client_write(command).await {
             Ok(ClientWriteResponse { log_id, data, .. }) => Ok(Proposed {
                 index: log_id.index,
@@ -252,9 +300,25 @@ impl<M: Machine> Group<M> {
 
     /// Returns once this replica has confirmed it is the leader and has applied everything
     /// committed before the call (a linearizable read barrier).
-    pub async fn read_barrier(&self) -> Result<(), ProposeError> {
-        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(_) => Ok(()),
+    pub async fn read_barrier(&self) -> Result<u64, ProposeError> {
+        self.read_barrier_with(ReadPolicy::ReadIndex).await
+    }
+
+    /// Like [`Group::read_barrier`], but a quorum acknowledgement younger than the leader lease
+    /// is reused (no round trip while the group is busy); a stale one (say after hibernation)
+    /// makes the leader send heartbeats and wait for them.
+    pub async fn lease_read_barrier(&self) -> Result<u64, ProposeError> {
+        let option = LinearizerOption::new(None, true).with_wait_timeout(Duration::from_secs(3));
+        self.read_barrier_with(option).await
+    }
+
+    async fn read_barrier_with(
+        &self,
+        policy: impl Into<LinearizerOption>,
+    ) -> Result<u64, ProposeError> {
+        self.wake();
+        match self.raft.ensure_linearizable(policy).await {
+            Ok(read) => Ok(read.index()),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => {
                 let leader = match (forward.leader_id, forward.leader_node) {
                     (Some(id), Some(node)) => Some((id, node)),
@@ -294,6 +358,191 @@ impl<M: Machine> Group<M> {
     /// Runs `f` on the state machine.
     pub async fn with_machine<T>(&self, f: impl FnOnce(&M) -> T) -> T {
         self.state_machine.with_machine(f).await
+    }
+
+    /// Stops ticking (no heartbeats, no election timers): the group costs nothing while quiet.
+    /// Any proposal, read or incoming Raft message wakes it.
+    pub fn hibernate(&self) {
+        if !self.activity.hibernating.swap(true, Ordering::AcqRel) {
+            self.raft.runtime_config().tick(false);
+            tracing::debug!(group = self.id, "hibernating");
+        }
+    }
+
+    /// Resumes ticking (if hibernating) and marks the group active.
+    pub fn wake(&self) {
+        self.activity.touch();
+        if self.activity.hibernating.swap(false, Ordering::AcqRel) {
+            self.raft.runtime_config().tick(true);
+            tracing::debug!(group = self.id, "woken");
+        }
+    }
+
+    pub fn is_hibernating(&self) -> bool {
+        self.activity.hibernating.load(Ordering::Acquire)
+    }
+
+    /// How long since this replica last proposed, read or was woken.
+    pub fn idle_for(&self) -> Duration {
+        self.activity.idle_for()
+    }
+
+    /// Whether this replica leads a group whose every member has every entry applied and
+    /// acknowledged: safe to put to sleep.
+    pub fn is_quiet_and_replicated(&self) -> bool {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        if metrics.current_leader != Some(self.replica) {
+            return false;
+        }
+        let last = metrics.last_log_index;
+        if metrics.last_applied.map(|id| id.index) != last {
+            return false;
+        }
+        let Some(replication) = &metrics.replication else {
+            return false;
+        };
+        replication
+            .iter()
+            .filter(|(id, _)| **id != self.replica)
+            .all(|(_, matched)| matched.map(|id| id.index) == last)
+    }
+
+    /// The replicas of the group (voters and learners) with the nodes hosting them.
+    pub fn members(&self) -> Vec<(ReplicaId, ReplicaNode)> {
+        let metrics = self.raft.server_metrics().borrow_watched().clone();
+        metrics
+            .membership_config
+            .nodes()
+            .map(|(id, node)| (*id, node.clone()))
+            .collect()
+    }
+
+    /// This replica's current vote, on the wire (the leader it follows).
+    pub fn vote(&self) -> pb::Vote {
+        wire::vote_to_pb(&self.raft.server_metrics().borrow_watched().vote)
+    }
+
+    /// Makes this replica go to sleep if it follows the leader that asks (`leader_vote`) and
+    /// has everything that leader has. Returns whether it now hibernates.
+    pub fn hibernate_follower(&self, leader_vote: &pb::Vote) -> bool {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let following = wire::vote_to_pb(&metrics.vote) == *leader_vote
+            && metrics.current_leader.is_some()
+            && metrics.current_leader != Some(self.replica);
+        let caught_up = metrics.last_applied.map(|id| id.index) == metrics.last_log_index;
+        if following && caught_up {
+            self.hibernate();
+            return true;
+        }
+        false
+    }
+
+    /// Serves an AppendEntries from another node.
+    pub async fn handle_append_entries(
+        &self,
+        request: pb::AppendEntriesRequest,
+    ) -> pb::AppendEntriesResponse {
+        self.wake();
+        let unavailable = |reason: String| pb::AppendEntriesResponse {
+            result: Some(pb::append_entries_response::Result::Unavailable(reason)),
+        };
+        let request = match wire::append_request_from_pb(request) {
+            Ok(request) => request,
+            Err(error) => return unavailable(format!("undecodable append-entries: {error}")),
+        };
+        match self.raft.append_entries(request).await {
+            Ok(response) => wire::append_response_to_pb(&response),
+            Err(error) => unavailable(error.to_string()),
+        }
+    }
+
+    /// Serves a (pre-)vote from another node.
+    pub async fn handle_vote(&self, request: pb::VoteRequest) -> pb::VoteResponse {
+        self.wake();
+        let unavailable = |reason: String| pb::VoteResponse {
+            unavailable: reason,
+            ..Default::default()
+        };
+        let pre_vote = request.pre_vote;
+        let request = match wire::vote_request_from_pb(request) {
+            Ok(request) => request,
+            Err(error) => return unavailable(format!("undecodable vote: {error}")),
+        };
+        let response = if pre_vote {
+            self.raft.pre_vote(request).await
+        } else {
+            self.raft.vote(request).await
+        };
+        match response {
+            Ok(response) => wire::vote_response_to_pb(&response),
+            Err(error) => unavailable(error.to_string()),
+        }
+    }
+
+    /// Serves a leadership transfer notice from the leader.
+    pub async fn handle_transfer_leader(
+        &self,
+        request: pb::TransferLeaderRequest,
+    ) -> pb::TransferLeaderResponse {
+        self.wake();
+        let request = match wire::transfer_request_from_pb(request) {
+            Ok(request) => request,
+            Err(error) => {
+                return pb::TransferLeaderResponse {
+                    rejected: String::new(),
+                    unavailable: error.to_string(),
+                };
+            }
+        };
+        match self.raft.handle_transfer_leader(request).await {
+            Ok(Ok(())) => pb::TransferLeaderResponse::default(),
+            Ok(Err(rejected)) => pb::TransferLeaderResponse {
+                rejected: rejected.to_string(),
+                unavailable: String::new(),
+            },
+            Err(fatal) => pb::TransferLeaderResponse {
+                rejected: String::new(),
+                unavailable: fatal.to_string(),
+            },
+        }
+    }
+
+    /// Installs a full snapshot sent by the leader.
+    pub async fn handle_install_snapshot(
+        &self,
+        meta: pb::SnapshotMeta,
+        data: Vec<u8>,
+    ) -> pb::SnapshotResponse {
+        self.wake();
+        let (vote, meta) = match wire::snapshot_meta_from_pb(meta) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                return pb::SnapshotResponse {
+                    vote: None,
+                    unavailable: error.to_string(),
+                };
+            }
+        };
+        match self
+            .raft
+            .install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: data,
+                },
+            )
+            .await
+        {
+            Ok(response) => pb::SnapshotResponse {
+                vote: Some(wire::vote_to_pb(&response.vote)),
+                unavailable: String::new(),
+            },
+            Err(fatal) => pb::SnapshotResponse {
+                vote: None,
+                unavailable: fatal.to_string(),
+            },
+        }
     }
 
     /// Stops the replica's tasks. Storage is left as is.

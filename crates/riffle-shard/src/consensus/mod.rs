@@ -8,6 +8,7 @@ mod log_store;
 mod network;
 mod state_machine;
 mod types;
+mod wire;
 
 pub use codec::record_command;
 pub use group::Group;
@@ -15,7 +16,8 @@ pub use group::GroupError;
 pub use group::GroupOptions;
 pub use group::ProposeError;
 pub use group::Proposed;
-pub use network::PeerTransport;
+pub use network::PeerError;
+pub use network::RaftClient;
 pub use state_machine::Machine;
 pub use types::Command;
 pub use types::ReplicaId;

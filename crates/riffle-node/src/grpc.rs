@@ -1,0 +1,414 @@
+//! The gRPC peer transport: one lazily connected HTTP/2 channel per peer node carries every
+//! group's Raft traffic and every forwarded call (tonic multiplexes them as streams), and the
+//! server side hands each call to the node.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use riffle_proto::peer as pb;
+use riffle_proto::peer::peer_client::PeerClient as GrpcClient;
+use riffle_proto::peer::peer_server::Peer;
+use riffle_proto::peer::peer_server::PeerServer;
+use tonic::Code;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+use tonic::Streaming;
+use tonic::transport::Channel;
+use tonic::transport::Endpoint;
+
+use crate::node::Node;
+use crate::peer::PeerClient;
+use crate::peer::PeerError;
+use crate::peer::PeerResult;
+use crate::peer::RaftClient;
+
+/// Time allowed to open a connection to a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Time allowed for a Raft message (an election must not wait on a dead node for long).
+const RAFT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time allowed for a forwarded data or control call (it may wait for a commit).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time allowed for a ping.
+const PING_TIMEOUT: Duration = Duration::from_millis(800);
+/// Chunk size of a streamed snapshot.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// Largest message accepted (a PutRecords batch is at most 10 MiB plus framing).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// gRPC client to every other node: addresses come from the configuration and the control
+/// state; channels are created on first use and reused.
+#[derive(Default)]
+pub struct GrpcPeers {
+    addresses: RwLock<HashMap<u64, String>>,
+    channels: RwLock<HashMap<u64, (String, Channel)>>,
+}
+
+impl GrpcPeers {
+    pub fn new(known: &[(u64, String)]) -> Arc<GrpcPeers> {
+        let peers = GrpcPeers::default();
+        peers.learn_addresses(known);
+        Arc::new(peers)
+    }
+
+    fn client(&self, node: u64) -> Result<GrpcClient<Channel>, PeerError> {
+        let address = self
+            .addresses
+            .read()
+            .ok()
+            .and_then(|addresses| addresses.get(&node).cloned())
+            .ok_or_else(|| PeerError::Unreachable {
+                node,
+                reason: "address unknown".into(),
+            })?;
+        if let Ok(channels) = self.channels.read()
+            && let Some((known, channel)) = channels.get(&node)
+            && *known == address
+        {
+            return Ok(configure(GrpcClient::new(channel.clone())));
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|error| PeerError::Unreachable {
+                node,
+                reason: format!("bad address {address}: {error}"),
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
+        if let Ok(mut channels) = self.channels.write() {
+            channels.insert(node, (address, channel.clone()));
+        }
+        Ok(configure(GrpcClient::new(channel)))
+    }
+}
+
+fn configure(client: GrpcClient<Channel>) -> GrpcClient<Channel> {
+    client
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
+fn request<T>(message: T, timeout: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+/// Whether a failed call certainly never reached the peer's handler.
+fn never_delivered(status: &Status) -> bool {
+    if status.code() != Code::Unavailable {
+        return false;
+    }
+    let text = format!("{status:?}").to_ascii_lowercase();
+    text.contains("connect") || text.contains("refused") || text.contains("dns")
+}
+
+fn peer_error(node: u64, status: Status) -> PeerError {
+    if never_delivered(&status) {
+        PeerError::Unreachable {
+            node,
+            reason: status.message().to_string(),
+        }
+    } else {
+        PeerError::Failed {
+            node,
+            reason: format!("{}: {}", status.code(), status.message()),
+        }
+    }
+}
+
+/// Runs one unary call on the peer's channel.
+macro_rules! unary {
+    ($self:ident, $node:ident, $method:ident, $message:expr, $timeout:expr) => {{
+        let client = $self.client($node);
+        let message = $message;
+        async move {
+            let mut client = client?;
+            client
+                .$method(request(message, $timeout))
+                .await
+                .map(Response::into_inner)
+                .map_err(|status| peer_error($node, status))
+        }
+        .boxed()
+    }};
+}
+
+impl RaftClient for GrpcPeers {
+    fn append_entries(
+        &self,
+        node: u64,
+        request: pb::AppendEntriesRequest,
+    ) -> BoxFuture<'static, Result<pb::AppendEntriesResponse, PeerError>> {
+        unary!(self, node, append_entries, request, RAFT_TIMEOUT)
+    }
+
+    fn vote(
+        &self,
+        node: u64,
+        request: pb::VoteRequest,
+    ) -> BoxFuture<'static, Result<pb::VoteResponse, PeerError>> {
+        unary!(self, node, vote, request, RAFT_TIMEOUT)
+    }
+
+    fn transfer_leader(
+        &self,
+        node: u64,
+        request: pb::TransferLeaderRequest,
+    ) -> BoxFuture<'static, Result<pb::TransferLeaderResponse, PeerError>> {
+        unary!(self, node, transfer_leader, request, RAFT_TIMEOUT)
+    }
+
+    fn install_snapshot(
+        &self,
+        node: u64,
+        meta: pb::SnapshotMeta,
+        data: Vec<u8>,
+    ) -> BoxFuture<'static, Result<pb::SnapshotResponse, PeerError>> {
+        let client = self.client(node);
+        async move {
+            let mut client = client?;
+            let mut chunks = vec![pb::SnapshotChunk {
+                chunk: Some(pb::snapshot_chunk::Chunk::Meta(meta)),
+            }];
+            for piece in data.chunks(SNAPSHOT_CHUNK) {
+                chunks.push(pb::SnapshotChunk {
+                    chunk: Some(pb::snapshot_chunk::Chunk::Data(
+                        bytes::Bytes::copy_from_slice(piece),
+                    )),
+                });
+            }
+            let stream = futures_util::stream::iter(chunks);
+            client
+                .install_snapshot(request(stream, Duration::from_secs(300)))
+                .await
+                .map(Response::into_inner)
+                .map_err(|status| peer_error(node, status))
+        }
+        .boxed()
+    }
+}
+
+impl PeerClient for GrpcPeers {
+    fn append(&self, node: u64, request: pb::AppendRequest) -> PeerResult<pb::AppendResponse> {
+        unary!(self, node, append, request, FORWARD_TIMEOUT)
+    }
+
+    fn read(&self, node: u64, request: pb::ReadRequest) -> PeerResult<pb::ReadResponse> {
+        unary!(self, node, read, request, FORWARD_TIMEOUT)
+    }
+
+    fn locate(&self, node: u64, request: pb::LocateRequest) -> PeerResult<pb::LocateResponse> {
+        unary!(self, node, locate, request, FORWARD_TIMEOUT)
+    }
+
+    fn propose(&self, node: u64, request: pb::ProposeRequest) -> PeerResult<pb::ProposeResponse> {
+        unary!(self, node, propose, request, FORWARD_TIMEOUT)
+    }
+
+    fn read_index(&self, node: u64) -> PeerResult<pb::ReadIndexResponse> {
+        unary!(
+            self,
+            node,
+            read_index,
+            pb::ReadIndexRequest {},
+            FORWARD_TIMEOUT
+        )
+    }
+
+    fn ping(&self, node: u64, request: pb::PingRequest) -> PeerResult<pb::PingResponse> {
+        unary!(self, node, ping, request, PING_TIMEOUT)
+    }
+
+    fn hibernate(
+        &self,
+        node: u64,
+        request: pb::HibernateRequest,
+    ) -> PeerResult<pb::HibernateResponse> {
+        unary!(self, node, hibernate, request, RAFT_TIMEOUT)
+    }
+
+    fn learn_addresses(&self, nodes: &[(u64, String)]) {
+        let Ok(mut addresses) = self.addresses.write() else {
+            return;
+        };
+        for (node, address) in nodes {
+            if !address.is_empty() && addresses.get(node) != Some(address) {
+                addresses.insert(*node, address.clone());
+            }
+        }
+    }
+}
+
+/// The server side: every call is handed to the node.
+pub struct PeerService {
+    node: Arc<Node>,
+}
+
+impl PeerService {
+    pub fn new(node: Arc<Node>) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService { node })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        Ok(Response::new(
+            self.node.serve_append_entries(request.into_inner()).await,
+        ))
+    }
+
+    async fn vote(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        Ok(Response::new(
+            self.node.serve_vote(request.into_inner()).await,
+        ))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        Ok(Response::new(
+            self.node.serve_transfer_leader(request.into_inner()).await,
+        ))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let Some(pb::snapshot_chunk::Chunk::Meta(meta)) = first.chunk else {
+            return Err(Status::invalid_argument(
+                "a snapshot stream must start with its metadata",
+            ));
+        };
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk?.chunk {
+                Some(pb::snapshot_chunk::Chunk::Data(bytes)) => data.extend_from_slice(&bytes),
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "snapshot metadata after the first message",
+                    ));
+                }
+            }
+        }
+        Ok(Response::new(
+            self.node.serve_install_snapshot(meta, data).await,
+        ))
+    }
+
+    async fn append(
+        &self,
+        request: Request<pb::AppendRequest>,
+    ) -> Result<Response<pb::AppendResponse>, Status> {
+        Ok(Response::new(
+            self.node.serve_append(request.into_inner()).await,
+        ))
+    }
+
+    async fn read(
+        &self,
+        request: Request<pb::ReadRequest>,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
+        Ok(Response::new(
+            self.node.serve_read(request.into_inner()).await,
+        ))
+    }
+
+    async fn locate(
+        &self,
+        request: Request<pb::LocateRequest>,
+    ) -> Result<Response<pb::LocateResponse>, Status> {
+        Ok(Response::new(
+            self.node.serve_locate(request.into_inner()).await,
+        ))
+    }
+
+    async fn propose(
+        &self,
+        request: Request<pb::ProposeRequest>,
+    ) -> Result<Response<pb::ProposeResponse>, Status> {
+        Ok(Response::new(
+            self.node.serve_propose(request.into_inner()).await,
+        ))
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        Ok(Response::new(self.node.serve_read_index().await))
+    }
+
+    async fn ping(
+        &self,
+        request: Request<pb::PingRequest>,
+    ) -> Result<Response<pb::PingResponse>, Status> {
+        Ok(Response::new(self.node.serve_ping(request.into_inner())))
+    }
+
+    async fn hibernate(
+        &self,
+        request: Request<pb::HibernateRequest>,
+    ) -> Result<Response<pb::HibernateResponse>, Status> {
+        Ok(Response::new(
+            self.node.serve_hibernate(request.into_inner()),
+        ))
+    }
+}
+
+/// Serves the peer protocol on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream_listener(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .add_service(PeerService::new(node))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// Accepted connections of `listener` as the stream tonic wants.
+fn tokio_stream_listener(
+    listener: tokio::net::TcpListener,
+) -> impl futures_util::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
+    futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            stream
+        });
+        Some((accepted, listener))
+    })
+}
+
+/// Binds the peer listener (so the address is known before the node starts).
+pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await
+}

@@ -1,0 +1,17 @@
+//! A Riffle node: its metadata replica and shard replicas, the agent that makes the local
+//! replicas match the control state, routing of every data operation to its shard's leader
+//! (local or on another node), liveness of the other nodes, and hibernation of quiet groups.
+//!
+//! Node-to-node calls go through [`peer::PeerClient`]: gRPC in production ([`grpc`]), an
+//! in-process network that can drop, delay, partition and isolate in tests ([`sim`]). This
+//! layer does not speak the Kinesis wire protocol (that is `riffle-api`).
+
+pub mod grpc;
+pub mod node;
+pub mod peer;
+pub mod sim;
+
+pub use node::DataError;
+pub use node::Node;
+pub use node::NodeConfig;
+pub use node::NodeError;

@@ -1,0 +1,1554 @@
+//! One node's runtime: its metadata replica, its shard replicas, the agent that keeps the local
+//! replicas in line with the control state and drives stream lifecycles, and the routing of
+//! data operations to shard leaders (local call or forwarded to the leader's node).
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::sync::RwLock;
+use std::time::Duration;
+use std::time::Instant;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use riffle_control::ControlCommand;
+use riffle_control::ControlPlane;
+use riffle_control::ControlState;
+use riffle_control::model::NodeRecord;
+use riffle_control::model::ShardRecord;
+use riffle_control::model::ShardState;
+use riffle_control::model::StreamRecord;
+use riffle_control::model::StreamStatus;
+use riffle_control::plane::CONTROL_GROUP;
+use riffle_control::plane::ControlMachine;
+use riffle_proto::peer as pb;
+use riffle_shard::consensus::Group;
+use riffle_shard::consensus::GroupOptions;
+use riffle_shard::consensus::ProposeError;
+use riffle_shard::consensus::RaftClient;
+use riffle_shard::consensus::ReplicaNode;
+use riffle_shard::shard::AppendError;
+use riffle_shard::shard::ReadPage;
+use riffle_shard::shard::ReadRecord;
+use riffle_shard::shard::ShardReplica;
+use riffle_storage::Storage;
+use riffle_storage::StorageError;
+use riffle_types::KinesisError;
+use riffle_types::TokenKey;
+use riffle_types::seqnum::Position;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::peer::PeerClient;
+use crate::peer::PeerError;
+use crate::peer::PeerForwarder;
+use crate::peer::kinesis_error_from_pb;
+use crate::peer::kinesis_error_to_pb;
+
+/// What a node needs to know about itself and its cluster.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    pub az: String,
+    /// Advertised address of the Kinesis API.
+    pub api_addr: String,
+    /// Advertised address of the peer (node-to-node) service.
+    pub peer_addr: String,
+    /// The metadata group's voters: `(node id, peer address)`, this node included. Empty for a
+    /// single-node cluster.
+    pub peers: Vec<(u64, String)>,
+    /// Account id and region shown in ARNs and messages.
+    pub account: String,
+    pub region: String,
+    /// Open-shard limit across all streams (DescribeLimits' ShardLimit).
+    pub shard_limit: u32,
+    /// Replicas per shard (capped by the number of nodes).
+    pub replication_factor: u32,
+    /// How often retention trimming runs.
+    pub retention_interval: Duration,
+    /// A shard group quiet for this long (and fully replicated) stops ticking.
+    pub hibernate_after: Duration,
+    /// A node not answering pings for this long is considered down.
+    pub node_down_after: Duration,
+}
+
+impl NodeConfig {
+    /// A single-node configuration with defaults, for tests and the embedded default.
+    pub fn single(node_id: u64) -> NodeConfig {
+        NodeConfig {
+            node_id,
+            az: "az-a".into(),
+            api_addr: String::new(),
+            peer_addr: String::new(),
+            peers: Vec::new(),
+            account: "000000000000".into(),
+            region: "us-east-1".into(),
+            shard_limit: riffle_types::limits::DEFAULT_SHARD_LIMIT,
+            replication_factor: 3,
+            retention_interval: Duration::from_secs(60),
+            hibernate_after: Duration::from_secs(10),
+            node_down_after: Duration::from_secs(3),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+    #[error("raft group failed: {0}")]
+    Group(#[from] riffle_shard::consensus::GroupError),
+    #[error("control plane: {0}")]
+    Control(#[from] KinesisError),
+    #[error("the node is stopping")]
+    Stopping,
+}
+
+/// Why a data operation on a shard did not happen.
+#[derive(Debug)]
+pub enum DataError {
+    /// The shard is sealed: nothing was written; the records belong to a child shard.
+    Closed,
+    /// Anything else, as the client should see it.
+    Failed(KinesisError),
+}
+
+/// What this node knows about another node's health.
+#[derive(Clone, Debug, Default)]
+struct PeerHealth {
+    last_ok: Option<Instant>,
+    alive: bool,
+    /// Groups the node said it leads, with the leading replica: `(group, replica)`.
+    leading: Vec<(u64, u64)>,
+}
+
+/// A running node.
+pub struct Node {
+    config: NodeConfig,
+    storage: Arc<dyn Storage>,
+    peers: Option<Arc<dyn PeerClient>>,
+    control: OnceLock<ControlPlane>,
+    shards: RwLock<HashMap<u64, ShardReplica>>,
+    shard_options: GroupOptions,
+    token_key: RwLock<Option<TokenKey>>,
+    health: RwLock<HashMap<u64, PeerHealth>>,
+    /// Which node leads each shard group, as last learned (hints, answers, the control state).
+    leader_cache: RwLock<HashMap<u64, u64>>,
+    started_at: Instant,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Node {
+    /// Creates the node without starting anything, so that its peer service can be serving
+    /// (peers must reach this node while its groups elect leaders) before [`Node::start`].
+    pub fn new(
+        config: NodeConfig,
+        storage: Arc<dyn Storage>,
+        peers: Option<Arc<dyn PeerClient>>,
+    ) -> Arc<Node> {
+        let (stop, _) = watch::channel(false);
+        Arc::new(Node {
+            config,
+            storage,
+            peers,
+            control: OnceLock::new(),
+            shards: RwLock::new(HashMap::new()),
+            shard_options: GroupOptions::shard(),
+            token_key: RwLock::new(None),
+            health: RwLock::new(HashMap::new()),
+            leader_cache: RwLock::new(HashMap::new()),
+            started_at: Instant::now(),
+            stop,
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Starts the node: the metadata replica first (bootstrapping the cluster from the
+    /// configured voters when the storage is new), then its shard replicas and background
+    /// tasks. Returns once the metadata group has a leader and this node is registered.
+    pub async fn start(self: &Arc<Self>) -> Result<(), NodeError> {
+        self.start_control().await?;
+        self.join_cluster().await?;
+        self.reconcile().await;
+        let tasks = vec![
+            tokio::spawn(run_agent(self.clone())),
+            tokio::spawn(run_liveness(self.clone())),
+            tokio::spawn(run_hibernation(self.clone())),
+        ];
+        if let Ok(mut slot) = self.tasks.lock() {
+            slot.extend(tasks);
+        }
+        Ok(())
+    }
+
+    /// A started single-node cluster (tests and the embedded default).
+    pub async fn start_single(
+        config: NodeConfig,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Arc<Node>, NodeError> {
+        let node = Node::new(config, storage, None);
+        node.start().await?;
+        Ok(node)
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    pub fn id(&self) -> u64 {
+        self.config.node_id
+    }
+
+    /// The control plane. Panics if called before [`Node::start`] returned, which the API
+    /// never does (it is built on a started node).
+    pub fn control(&self) -> &ControlPlane {
+        self.control
+            .get()
+            .expect("the control plane exists once Node::start has returned")
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// The key that authenticates shard iterators and page tokens cluster-wide.
+    pub fn token_key(&self) -> Option<TokenKey> {
+        if let Ok(slot) = self.token_key.read()
+            && slot.is_some()
+        {
+            return slot.clone();
+        }
+        let state = self.control.get()?.state();
+        let key = state
+            .cluster
+            .as_ref()
+            .and_then(|cluster| decode_key(&cluster.token_key_hex))?;
+        if let Ok(mut slot) = self.token_key.write() {
+            *slot = Some(key.clone());
+        }
+        Some(key)
+    }
+
+    /// The local replica of a shard group, if this node hosts one and it is running.
+    pub fn local_shard(&self, group: u64) -> Option<ShardReplica> {
+        self.shards.read().ok()?.get(&group).cloned()
+    }
+
+    /// Nodes this node currently believes alive (itself included).
+    pub fn alive_nodes(&self) -> HashSet<u64> {
+        let mut alive: HashSet<u64> = match self.health.read() {
+            Ok(health) => health
+                .iter()
+                .filter(|(_, h)| h.alive)
+                .map(|(id, _)| *id)
+                .collect(),
+            Err(_) => HashSet::new(),
+        };
+        alive.insert(self.config.node_id);
+        alive
+    }
+
+    /// Stops the background tasks and every group. Storage stays as it is.
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let tasks: Vec<JoinHandle<()>> = self
+            .tasks
+            .lock()
+            .map(|mut tasks| tasks.drain(..).collect())
+            .unwrap_or_default();
+        for task in tasks {
+            let _ = task.await;
+        }
+        let replicas: Vec<ShardReplica> = match self.shards.write() {
+            Ok(mut shards) => shards.drain().map(|(_, replica)| replica).collect(),
+            Err(_) => Vec::new(),
+        };
+        for replica in replicas {
+            replica.shutdown().await;
+        }
+        if let Some(control) = self.control.get() {
+            control.group().shutdown().await;
+        }
+    }
+
+    fn raft_client(&self) -> Option<Arc<dyn RaftClient>> {
+        self.peers.clone().map(|peers| peers as Arc<dyn RaftClient>)
+    }
+
+    /// Starts the metadata replica (reachable by peers at once) and waits until the group has a
+    /// leader and this node has applied everything committed before now.
+    async fn start_control(&self) -> Result<(), NodeError> {
+        let is_new = !self.storage.groups().contains(&CONTROL_GROUP);
+        if is_new {
+            let storage = self.storage.clone();
+            tokio::task::spawn_blocking(move || storage.create_group(CONTROL_GROUP))
+                .await
+                .map_err(|error| StorageError::Io(std::io::Error::other(error)))??;
+        }
+        let (machine, watch) = ControlMachine::new();
+        let group = Group::start(
+            self.storage.clone(),
+            CONTROL_GROUP,
+            self.config.node_id,
+            machine,
+            &GroupOptions::control(),
+            self.raft_client(),
+        )
+        .await?;
+        // Every voter bootstraps with the same membership, which is safe; on restart it is a
+        // no-op. Replica ids of the metadata group are node ids.
+        let mut voters: BTreeMap<u64, ReplicaNode> = self
+            .config
+            .peers
+            .iter()
+            .map(|(id, addr)| {
+                (
+                    *id,
+                    ReplicaNode {
+                        node: *id,
+                        addr: addr.clone(),
+                        az: String::new(),
+                    },
+                )
+            })
+            .collect();
+        voters.insert(
+            self.config.node_id,
+            ReplicaNode {
+                node: self.config.node_id,
+                addr: self.config.peer_addr.clone(),
+                az: self.config.az.clone(),
+            },
+        );
+        group.bootstrap(voters).await?;
+        group.campaign_if_sole_voter().await?;
+        let forwarder = self
+            .peers
+            .clone()
+            .map(|peers| Arc::new(PeerForwarder(peers)) as Arc<_>);
+        if self
+            .control
+            .set(ControlPlane::new(group, watch, forwarder))
+            .is_err()
+        {
+            return Ok(());
+        }
+        let plane = self.control();
+        // Wait as long as it takes: peers may start later.
+        let mut waited = 0u32;
+        loop {
+            if self.is_stopping() {
+                return Err(NodeError::Stopping);
+            }
+            match plane.sync().await {
+                Ok(()) => break,
+                Err(error) => {
+                    waited += 1;
+                    if waited.is_multiple_of(3) {
+                        tracing::info!(%error, "waiting for the metadata group to elect a leader");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the cluster is initialized and this node is registered.
+    async fn join_cluster(&self) -> Result<(), NodeError> {
+        let control = self.control();
+        if control.state().cluster.is_none() {
+            let key: [u8; 32] = rand::random();
+            let cluster_id = format!("{:016x}", rand::random::<u64>());
+            control
+                .propose(ControlCommand::InitCluster {
+                    cluster_id,
+                    token_key_hex: encode_hex(&key),
+                    account: self.config.account.clone(),
+                    region: self.config.region.clone(),
+                    now_ms: now_ms(),
+                })
+                .await?;
+        }
+        let record = NodeRecord {
+            id: self.config.node_id,
+            peer_addr: self.config.peer_addr.clone(),
+            api_addr: self.config.api_addr.clone(),
+            az: self.config.az.clone(),
+        };
+        if control.state().nodes.get(&record.id) != Some(&record) {
+            control
+                .propose(ControlCommand::RegisterNode { node: record })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One pass of the agent: local replicas follow the state; on the metadata leader,
+    /// lifecycles move forward and observed shard leaders are recorded.
+    async fn reconcile(&self) {
+        let control = self.control();
+        let state = control.state();
+        if let Some(peers) = &self.peers {
+            let addresses: Vec<(u64, String)> = state
+                .nodes
+                .values()
+                .map(|node| (node.id, node.peer_addr.clone()))
+                .collect();
+            peers.learn_addresses(&addresses);
+        }
+        self.sync_local_replicas(&state).await;
+        if control.is_leader() {
+            self.record_shard_leaders(&state).await;
+            self.advance_lifecycles(&state).await;
+        }
+    }
+
+    /// Starts replicas placed on this node and drops those no longer in the state.
+    async fn sync_local_replicas(&self, state: &ControlState) {
+        let mut wanted: BTreeMap<u64, (&StreamRecord, &ShardRecord)> = BTreeMap::new();
+        for stream in state.streams.values() {
+            for shard in &stream.shards {
+                if shard
+                    .replicas
+                    .iter()
+                    .any(|replica| replica.node == self.config.node_id)
+                {
+                    wanted.insert(shard.group, (stream, shard));
+                }
+            }
+        }
+        for (group, (stream, shard)) in &wanted {
+            if self.local_shard(*group).is_some() || self.is_stopping() {
+                continue;
+            }
+            if let Err(error) = self.start_replica(state, shard).await {
+                tracing::error!(stream = %stream.name, shard = %shard.id(), group, %error, "cannot start shard replica");
+            }
+        }
+        let stale: Vec<u64> = match self.shards.read() {
+            Ok(shards) => shards
+                .keys()
+                .filter(|group| !wanted.contains_key(group))
+                .copied()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for group in stale {
+            let replica = self
+                .shards
+                .write()
+                .ok()
+                .and_then(|mut shards| shards.remove(&group));
+            if let Some(replica) = replica {
+                replica.shutdown().await;
+            }
+            match self.drop_storage_group(group).await {
+                Ok(()) => tracing::info!(group, "dropped shard replica"),
+                Err(error) => tracing::error!(group, %error, "cannot drop shard replica"),
+            }
+        }
+        // Groups left on disk by a stream deleted while this node was down.
+        let on_disk: Vec<u64> = self
+            .storage
+            .groups()
+            .into_iter()
+            .filter(|group| *group != CONTROL_GROUP)
+            .collect();
+        for group in on_disk {
+            if !wanted.contains_key(&group)
+                && self.local_shard(group).is_none()
+                && let Err(error) = self.drop_storage_group(group).await
+            {
+                tracing::error!(group, %error, "cannot drop orphaned group");
+            }
+        }
+    }
+
+    /// Removes a group's log and state from storage (a durable, blocking call: kept off the
+    /// async threads).
+    async fn drop_storage_group(&self, group: u64) -> Result<(), StorageError> {
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || storage.drop_group(group))
+            .await
+            .map_err(|error| StorageError::Io(std::io::Error::other(error)))?
+    }
+
+    async fn start_replica(
+        &self,
+        state: &ControlState,
+        shard: &ShardRecord,
+    ) -> Result<(), NodeError> {
+        let Some(local) = shard
+            .replicas
+            .iter()
+            .find(|replica| replica.node == self.config.node_id)
+        else {
+            return Ok(());
+        };
+        let storage = self.storage.clone();
+        let group = shard.group;
+        let is_new = !storage.groups().contains(&group);
+        if is_new {
+            tokio::task::spawn_blocking(move || storage.create_group(group))
+                .await
+                .map_err(|error| StorageError::Io(std::io::Error::other(error)))??;
+        }
+        let replica = ShardReplica::start(
+            self.storage.clone(),
+            group,
+            local.replica,
+            &self.shard_options,
+            self.raft_client(),
+        )
+        .await?;
+        if is_new {
+            let members = shard
+                .replicas
+                .iter()
+                .map(|member| {
+                    let node = state.nodes.get(&member.node);
+                    let replica_node = ReplicaNode {
+                        node: member.node,
+                        addr: node.map(|n| n.peer_addr.clone()).unwrap_or_default(),
+                        az: node.map(|n| n.az.clone()).unwrap_or_default(),
+                    };
+                    (member.replica, replica_node)
+                })
+                .collect();
+            replica.group().bootstrap(members).await?;
+        }
+        replica.group().campaign_if_sole_voter().await?;
+        // The placement's first replica is the preferred leader: it campaigns at once, the
+        // others wait for it (or for an election timeout if it is down).
+        let preferred = shard.replicas.first().map(|first| first.replica) == Some(local.replica);
+        if preferred && is_new && shard.replicas.len() > 1 {
+            replica.group().campaign().await?;
+        }
+        if let Ok(mut shards) = self.shards.write() {
+            shards.insert(group, replica);
+        }
+        Ok(())
+    }
+
+    /// Which node leads each shard group, from this node's replicas and the last pings.
+    fn observed_leaders(&self) -> HashMap<u64, u64> {
+        let mut leaders = HashMap::new();
+        if let Ok(health) = self.health.read() {
+            for (node, peer) in health.iter().filter(|(_, peer)| peer.alive) {
+                for (group, _) in &peer.leading {
+                    leaders.insert(*group, *node);
+                }
+            }
+        }
+        if let Ok(shards) = self.shards.read() {
+            for (group, replica) in shards.iter() {
+                if replica.group().is_leader() {
+                    leaders.insert(*group, self.config.node_id);
+                }
+            }
+        }
+        leaders
+    }
+
+    /// Metadata leader: commits shard leaders that changed (for routing and status).
+    async fn record_shard_leaders(&self, state: &ControlState) {
+        let observed = self.observed_leaders();
+        let changed: Vec<(u64, u64)> = state
+            .streams
+            .values()
+            .flat_map(|stream| stream.shards.iter())
+            .filter_map(|shard| {
+                let node = *observed.get(&shard.group)?;
+                (shard.leader != Some(node)).then_some((shard.group, node))
+            })
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        if let Err(error) = self
+            .control()
+            .propose(ControlCommand::ShardLeaders { leaders: changed })
+            .await
+        {
+            tracing::debug!(%error, "cannot record shard leaders; will retry");
+        }
+    }
+
+    /// Metadata-leader duties: CREATING/UPDATING → ACTIVE, seal replaced shards, finish deletes.
+    async fn advance_lifecycles(&self, state: &ControlState) {
+        for stream in state.streams.values() {
+            let result = match stream.status {
+                StreamStatus::Creating | StreamStatus::Updating => {
+                    self.advance_stream(stream).await
+                }
+                StreamStatus::Deleting => self
+                    .control()
+                    .propose(ControlCommand::StreamDeleted {
+                        name: stream.name.clone(),
+                        created_ms: stream.created_ms,
+                    })
+                    .await
+                    .map(|_| ()),
+                StreamStatus::Active => Ok(()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(stream = %stream.name, %error, "stream lifecycle step failed; will retry");
+            }
+        }
+    }
+
+    async fn advance_stream(&self, stream: &StreamRecord) -> Result<(), KinesisError> {
+        // Every open shard must have a leader before anything else moves.
+        let observed = self.observed_leaders();
+        if stream
+            .shards
+            .iter()
+            .filter(|shard| shard.state == ShardState::Open)
+            .any(|shard| !observed.contains_key(&shard.group))
+        {
+            return Ok(());
+        }
+        for shard in stream
+            .shards
+            .iter()
+            .filter(|shard| shard.state == ShardState::Closing)
+        {
+            let sealed_at = match self.seal_shard(shard).await {
+                Ok(sealed_at) => sealed_at,
+                Err(DataError::Failed(error)) => return Err(error),
+                Err(DataError::Closed) => {
+                    return Err(KinesisError::internal("seal answered closed"));
+                }
+            };
+            self.control()
+                .propose(ControlCommand::ShardSealed {
+                    name: stream.name.clone(),
+                    created_ms: stream.created_ms,
+                    shard: shard.index,
+                    sealed_at,
+                    now_ms: now_ms(),
+                })
+                .await?;
+        }
+        self.control()
+            .propose(ControlCommand::StreamActive {
+                name: stream.name.clone(),
+                created_ms: stream.created_ms,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Retention: every local replica drops what is older than its stream's retention.
+    async fn trim_retention(&self, state: &ControlState) {
+        let now = now_ms();
+        for stream in state.streams.values() {
+            let cutoff = now.saturating_sub(u64::from(stream.retention_hours) * 3_600_000);
+            for shard in &stream.shards {
+                let Some(replica) = self.local_shard(shard.group) else {
+                    continue;
+                };
+                if let Err(error) = replica.trim_before(cutoff).await {
+                    tracing::warn!(stream = %stream.name, shard = %shard.id(), %error, "retention trim failed");
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Routing: data operations go to the shard leader, wherever it is.
+    // ---------------------------------------------------------------------------------------
+
+    /// The node to try first for a shard: the last one that answered as leader, else the
+    /// leader recorded in the control state, else the preferred (first) replica.
+    fn leader_guess(&self, shard: &ShardRecord) -> u64 {
+        if let Ok(cache) = self.leader_cache.read()
+            && let Some(node) = cache.get(&shard.group)
+        {
+            return *node;
+        }
+        if let Some(replica) = self.local_shard(shard.group)
+            && replica.group().is_leader()
+        {
+            return self.config.node_id;
+        }
+        shard
+            .leader
+            .or_else(|| shard.replicas.first().map(|replica| replica.node))
+            .unwrap_or(self.config.node_id)
+    }
+
+    fn remember_leader(&self, group: u64, node: u64) {
+        if let Ok(mut cache) = self.leader_cache.write() {
+            cache.insert(group, node);
+        }
+    }
+
+    fn forget_leader(&self, group: u64) {
+        if let Ok(mut cache) = self.leader_cache.write() {
+            cache.remove(&group);
+        }
+    }
+
+    /// Runs `call` against the shard's leader: tries the best guess, follows not-leader
+    /// hints, moves on to the next replica when a node is unreachable, and gives up after
+    /// [`ROUTE_DEADLINE`] (elections take a few seconds).
+    async fn on_shard_leader<T, F, Fut>(&self, shard: &ShardRecord, call: F) -> Result<T, DataError>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: std::future::Future<Output = Routed<T>>,
+    {
+        const ROUTE_DEADLINE: Duration = Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + ROUTE_DEADLINE;
+        let replicas: Vec<u64> = shard.replicas.iter().map(|replica| replica.node).collect();
+        let mut candidate = self.leader_guess(shard);
+        let mut misses = 0usize;
+        loop {
+            match call(candidate).await {
+                Routed::Done(value) => {
+                    self.remember_leader(shard.group, candidate);
+                    return Ok(value);
+                }
+                Routed::Closed => return Err(DataError::Closed),
+                Routed::Failed(error) => return Err(DataError::Failed(error)),
+                Routed::NotLeader(Some(hint)) if hint != candidate && replicas.contains(&hint) => {
+                    candidate = hint;
+                    continue;
+                }
+                Routed::NotLeader(_) | Routed::Unreachable => {
+                    self.forget_leader(shard.group);
+                    misses += 1;
+                    let position = replicas
+                        .iter()
+                        .position(|node| *node == candidate)
+                        .unwrap_or(0);
+                    candidate = replicas
+                        .get((position + 1) % replicas.len().max(1))
+                        .copied()
+                        .unwrap_or(candidate);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DataError::Failed(KinesisError::unavailable(format!(
+                    "shard {} has no reachable leader",
+                    shard.id()
+                ))));
+            }
+            // Once every replica said no, an election is probably running: give it a moment.
+            if misses.is_multiple_of(replicas.len().max(1)) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Appends an encoded batch to a shard (on its leader); returns the entry's log index.
+    pub async fn append(
+        &self,
+        shard: &ShardRecord,
+        batch: Bytes,
+        arrival_ms: u64,
+    ) -> Result<u64, DataError> {
+        let request = pb::AppendRequest {
+            group: shard.group,
+            batch,
+            arrival_ms,
+            seal: false,
+        };
+        self.on_shard_leader(shard, |node| self.append_on(node, request.clone()))
+            .await
+    }
+
+    /// Seals a shard (on its leader); returns the seal's log index.
+    pub async fn seal_shard(&self, shard: &ShardRecord) -> Result<u64, DataError> {
+        let request = pb::AppendRequest {
+            group: shard.group,
+            batch: Bytes::new(),
+            arrival_ms: now_ms(),
+            seal: true,
+        };
+        self.on_shard_leader(shard, |node| self.append_on(node, request.clone()))
+            .await
+    }
+
+    async fn append_on(&self, node: u64, request: pb::AppendRequest) -> Routed<u64> {
+        let response = if node == self.config.node_id {
+            self.serve_append(request).await
+        } else {
+            let Some(peers) = &self.peers else {
+                return Routed::Unreachable;
+            };
+            match peers.append(node, request).await {
+                Ok(response) => response,
+                Err(PeerError::Unreachable { .. }) => return Routed::Unreachable,
+                // Sent, but no answer: the write may have happened. Retrying elsewhere could
+                // write it twice, so the client decides (it sees an error and retries).
+                Err(error @ PeerError::Failed { .. }) => {
+                    return Routed::Failed(KinesisError::internal(format!(
+                        "write outcome unknown: {error}"
+                    )));
+                }
+            }
+        };
+        use pb::append_response::Result as R;
+        match response.result {
+            Some(R::Entry(entry)) => Routed::Done(entry),
+            Some(R::Closed(_)) => Routed::Closed,
+            Some(R::NotLeader(not_leader)) => {
+                Routed::NotLeader((not_leader.leader_node != 0).then_some(not_leader.leader_node))
+            }
+            Some(R::Error(error)) => Routed::Failed(kinesis_error_from_pb(error)),
+            None => Routed::Failed(KinesisError::internal("empty append response")),
+        }
+    }
+
+    /// Reads records from a shard on its leader, after making sure the leader has applied
+    /// everything committed (so an acknowledged record is always visible).
+    pub async fn read(
+        &self,
+        shard: &ShardRecord,
+        from: Position,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<ReadPage, DataError> {
+        let request = pb::ReadRequest {
+            group: shard.group,
+            entry: from.entry,
+            record: from.record,
+            max_records: max_records.min(u32::MAX as usize) as u32,
+            max_bytes: max_bytes as u64,
+        };
+        self.on_shard_leader(shard, |node| self.read_on(node, request))
+            .await
+    }
+
+    async fn read_on(&self, node: u64, request: pb::ReadRequest) -> Routed<ReadPage> {
+        let response = if node == self.config.node_id {
+            self.serve_read(request).await
+        } else {
+            let Some(peers) = &self.peers else {
+                return Routed::Unreachable;
+            };
+            match peers.read(node, request).await {
+                Ok(response) => response,
+                // Reads have no side effects: any transport failure just moves on.
+                Err(_) => return Routed::Unreachable,
+            }
+        };
+        if let Some(not_leader) = response.not_leader {
+            return Routed::NotLeader(
+                (not_leader.leader_node != 0).then_some(not_leader.leader_node),
+            );
+        }
+        if let Some(error) = response.error {
+            return Routed::Failed(kinesis_error_from_pb(error));
+        }
+        let records = response
+            .records
+            .into_iter()
+            .map(|record| ReadRecord {
+                position: Position {
+                    entry: record.entry,
+                    record: record.record,
+                },
+                arrival_ms: record.arrival_ms,
+                partition_key: record.partition_key,
+                data: record.data,
+            })
+            .collect();
+        Routed::Done(ReadPage {
+            records,
+            next: Position {
+                entry: response.next_entry,
+                record: response.next_record,
+            },
+            end_of_shard: response.end_of_shard,
+            tip: response.tip,
+        })
+    }
+
+    /// Where LATEST (no timestamp) or AT_TIMESTAMP starts in a shard, asked of its leader.
+    pub async fn locate(
+        &self,
+        shard: &ShardRecord,
+        at_timestamp_ms: Option<u64>,
+    ) -> Result<Position, DataError> {
+        let request = pb::LocateRequest {
+            group: shard.group,
+            at_timestamp_ms,
+        };
+        self.on_shard_leader(shard, |node| self.locate_on(node, request))
+            .await
+    }
+
+    async fn locate_on(&self, node: u64, request: pb::LocateRequest) -> Routed<Position> {
+        let response = if node == self.config.node_id {
+            self.serve_locate(request).await
+        } else {
+            let Some(peers) = &self.peers else {
+                return Routed::Unreachable;
+            };
+            match peers.locate(node, request).await {
+                Ok(response) => response,
+                Err(_) => return Routed::Unreachable,
+            }
+        };
+        if let Some(not_leader) = response.not_leader {
+            return Routed::NotLeader(
+                (not_leader.leader_node != 0).then_some(not_leader.leader_node),
+            );
+        }
+        if let Some(error) = response.error {
+            return Routed::Failed(kinesis_error_from_pb(error));
+        }
+        Routed::Done(Position {
+            entry: response.entry,
+            record: response.record,
+        })
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Serving other nodes (the peer service calls these; so do local routes).
+    // ---------------------------------------------------------------------------------------
+
+    /// The node of the replica leading a local group, as the group knows it.
+    fn leader_node_of(group: &impl GroupView) -> u64 {
+        group.leader_node().unwrap_or(0)
+    }
+
+    /// A local shard replica that leads its group, or the not-leader answer to give.
+    fn leading_replica(&self, group: u64) -> Result<ShardReplica, pb::NotLeader> {
+        let Some(replica) = self.local_shard(group) else {
+            return Err(pb::NotLeader { leader_node: 0 });
+        };
+        if !replica.group().is_leader() {
+            return Err(pb::NotLeader {
+                leader_node: Self::leader_node_of(replica.group()),
+            });
+        }
+        Ok(replica)
+    }
+
+    pub async fn serve_append(&self, request: pb::AppendRequest) -> pb::AppendResponse {
+        use pb::append_response::Result as R;
+        let replica = match self.leading_replica(request.group) {
+            Ok(replica) => replica,
+            Err(not_leader) => {
+                return pb::AppendResponse {
+                    result: Some(R::NotLeader(not_leader)),
+                };
+            }
+        };
+        let outcome = if request.seal {
+            replica.seal(request.arrival_ms).await
+        } else {
+            replica.append(request.batch, request.arrival_ms).await
+        };
+        let result = match outcome {
+            Ok(entry) => R::Entry(entry),
+            Err(AppendError::Closed) => R::Closed(pb::Closed {}),
+            Err(AppendError::Propose(ProposeError::NotLeader { leader })) => {
+                R::NotLeader(pb::NotLeader {
+                    leader_node: leader.map(|(_, node)| node.node).unwrap_or(0),
+                })
+            }
+            Err(AppendError::Propose(ProposeError::Stopped(reason))) => {
+                tracing::debug!(group = request.group, %reason, "shard group stopped while appending");
+                R::NotLeader(pb::NotLeader { leader_node: 0 })
+            }
+            Err(AppendError::Propose(ProposeError::Ambiguous(reason))) => {
+                R::Error(kinesis_error_to_pb(&KinesisError::internal(format!(
+                    "write outcome unknown after a leader change: {reason}"
+                ))))
+            }
+            Err(AppendError::Unexpected(reason)) => {
+                R::Error(kinesis_error_to_pb(&KinesisError::internal(reason)))
+            }
+        };
+        pb::AppendResponse {
+            result: Some(result),
+        }
+    }
+
+    pub async fn serve_read(&self, request: pb::ReadRequest) -> pb::ReadResponse {
+        let replica = match self.leading_replica(request.group) {
+            Ok(replica) => replica,
+            Err(not_leader) => {
+                return pb::ReadResponse {
+                    not_leader: Some(not_leader),
+                    ..Default::default()
+                };
+            }
+        };
+        if let Err(error) = replica.group().lease_read_barrier().await {
+            let leader_node = match error {
+                ProposeError::NotLeader { leader } => {
+                    leader.map(|(_, node)| node.node).unwrap_or(0)
+                }
+                _ => 0,
+            };
+            return pb::ReadResponse {
+                not_leader: Some(pb::NotLeader { leader_node }),
+                ..Default::default()
+            };
+        }
+        let from = Position {
+            entry: request.entry,
+            record: request.record,
+        };
+        let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
+        let read = {
+            let replica = replica.clone();
+            // Reads of old data come from disk: keep them off the async threads.
+            tokio::task::spawn_blocking(move || {
+                replica.read(from, request.max_records as usize, max_bytes)
+            })
+            .await
+        };
+        match read {
+            Ok(Ok(page)) => pb::ReadResponse {
+                records: page
+                    .records
+                    .into_iter()
+                    .map(|record| pb::ReadRecord {
+                        entry: record.position.entry,
+                        record: record.position.record,
+                        arrival_ms: record.arrival_ms,
+                        partition_key: record.partition_key,
+                        data: record.data,
+                    })
+                    .collect(),
+                next_entry: page.next.entry,
+                next_record: page.next.record,
+                end_of_shard: page.end_of_shard,
+                tip: page.tip,
+                error: None,
+                not_leader: None,
+            },
+            Ok(Err(error)) => pb::ReadResponse {
+                error: Some(kinesis_error_to_pb(&KinesisError::internal(format!(
+                    "cannot read shard: {error}"
+                )))),
+                ..Default::default()
+            },
+            Err(error) => pb::ReadResponse {
+                error: Some(kinesis_error_to_pb(&KinesisError::internal(format!(
+                    "read task failed: {error}"
+                )))),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub async fn serve_locate(&self, request: pb::LocateRequest) -> pb::LocateResponse {
+        let replica = match self.leading_replica(request.group) {
+            Ok(replica) => replica,
+            Err(not_leader) => {
+                return pb::LocateResponse {
+                    not_leader: Some(not_leader),
+                    ..Default::default()
+                };
+            }
+        };
+        if replica.group().lease_read_barrier().await.is_err() {
+            return pb::LocateResponse {
+                not_leader: Some(pb::NotLeader { leader_node: 0 }),
+                ..Default::default()
+            };
+        }
+        let position = match request.at_timestamp_ms {
+            None => Ok(replica.latest()),
+            Some(timestamp) => replica.position_at_time(timestamp),
+        };
+        match position {
+            Ok(position) => pb::LocateResponse {
+                entry: position.entry,
+                record: position.record,
+                ..Default::default()
+            },
+            Err(error) => pb::LocateResponse {
+                error: Some(kinesis_error_to_pb(&KinesisError::internal(format!(
+                    "cannot locate: {error}"
+                )))),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub async fn serve_propose(&self, request: pb::ProposeRequest) -> pb::ProposeResponse {
+        let Some(control) = self.control.get() else {
+            return pb::ProposeResponse {
+                not_leader: Some(pb::NotLeader { leader_node: 0 }),
+                ..Default::default()
+            };
+        };
+        if !control.is_leader() {
+            let leader_node = control.leader().unwrap_or(0);
+            return pb::ProposeResponse {
+                not_leader: Some(pb::NotLeader { leader_node }),
+                ..Default::default()
+            };
+        }
+        match control.propose_locally(request.command).await {
+            Ok((reply, index)) => pb::ProposeResponse {
+                reply,
+                index,
+                ..Default::default()
+            },
+            Err(error) => pb::ProposeResponse {
+                error: Some(kinesis_error_to_pb(&error)),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub async fn serve_read_index(&self) -> pb::ReadIndexResponse {
+        let Some(control) = self.control.get() else {
+            return pb::ReadIndexResponse {
+                not_leader: Some(pb::NotLeader { leader_node: 0 }),
+                ..Default::default()
+            };
+        };
+        if !control.is_leader() {
+            let leader_node = control.leader().unwrap_or(0);
+            return pb::ReadIndexResponse {
+                not_leader: Some(pb::NotLeader { leader_node }),
+                ..Default::default()
+            };
+        }
+        match control.read_index_locally().await {
+            Ok(index) => pb::ReadIndexResponse {
+                index,
+                ..Default::default()
+            },
+            Err(error) => pb::ReadIndexResponse {
+                error: Some(kinesis_error_to_pb(&error)),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub fn serve_ping(&self, _request: pb::PingRequest) -> pb::PingResponse {
+        let mut leading = Vec::new();
+        if let Ok(shards) = self.shards.read() {
+            for (group, replica) in shards.iter() {
+                if replica.group().is_leader() {
+                    leading.push(pb::LeaderOf {
+                        group: *group,
+                        replica: replica.group().replica(),
+                    });
+                }
+            }
+        }
+        if let Some(control) = self.control.get()
+            && control.is_leader()
+        {
+            leading.push(pb::LeaderOf {
+                group: CONTROL_GROUP,
+                replica: self.config.node_id,
+            });
+        }
+        pb::PingResponse {
+            node_id: self.config.node_id,
+            leading,
+        }
+    }
+
+    pub fn serve_hibernate(&self, request: pb::HibernateRequest) -> pb::HibernateResponse {
+        let Some(replica) = self.local_shard(request.group) else {
+            return pb::HibernateResponse { hibernating: false };
+        };
+        if replica.group().replica() != request.target {
+            return pb::HibernateResponse { hibernating: false };
+        }
+        let Some(vote) = request.leader_vote else {
+            return pb::HibernateResponse { hibernating: false };
+        };
+        pb::HibernateResponse {
+            hibernating: replica.group().hibernate_follower(&vote),
+        }
+    }
+
+    /// Delivers a Raft message to a local group; `Err(reason)` when the group is not here.
+    async fn deliver(&self, group: u64, call: RaftCall) -> Result<RaftAnswer, String> {
+        if group == CONTROL_GROUP {
+            return match self.control.get() {
+                Some(control) => Ok(call.run(control.group().clone()).await),
+                None => Err("the metadata group is not started on this node yet".into()),
+            };
+        }
+        match self.local_shard(group) {
+            Some(replica) => Ok(call.run(replica.group().clone()).await),
+            None => Err(format!(
+                "group {group} is not hosted on node {}",
+                self.config.node_id
+            )),
+        }
+    }
+
+    pub async fn serve_append_entries(
+        &self,
+        request: pb::AppendEntriesRequest,
+    ) -> pb::AppendEntriesResponse {
+        let unavailable = |reason: String| pb::AppendEntriesResponse {
+            result: Some(pb::append_entries_response::Result::Unavailable(reason)),
+        };
+        match self
+            .deliver(request.group, RaftCall::AppendEntries(request))
+            .await
+        {
+            Ok(RaftAnswer::AppendEntries(response)) => response,
+            Ok(_) => unavailable("mismatched answer".into()),
+            Err(reason) => unavailable(reason),
+        }
+    }
+
+    pub async fn serve_vote(&self, request: pb::VoteRequest) -> pb::VoteResponse {
+        let unavailable = |reason: String| pb::VoteResponse {
+            unavailable: reason,
+            ..Default::default()
+        };
+        match self.deliver(request.group, RaftCall::Vote(request)).await {
+            Ok(RaftAnswer::Vote(response)) => response,
+            Ok(_) => unavailable("mismatched answer".into()),
+            Err(reason) => unavailable(reason),
+        }
+    }
+
+    pub async fn serve_transfer_leader(
+        &self,
+        request: pb::TransferLeaderRequest,
+    ) -> pb::TransferLeaderResponse {
+        let unavailable = |reason: String| pb::TransferLeaderResponse {
+            rejected: String::new(),
+            unavailable: reason,
+        };
+        match self
+            .deliver(request.group, RaftCall::TransferLeader(request))
+            .await
+        {
+            Ok(RaftAnswer::TransferLeader(response)) => response,
+            Ok(_) => unavailable("mismatched answer".into()),
+            Err(reason) => unavailable(reason),
+        }
+    }
+
+    pub async fn serve_install_snapshot(
+        &self,
+        meta: pb::SnapshotMeta,
+        data: Vec<u8>,
+    ) -> pb::SnapshotResponse {
+        let unavailable = |reason: String| pb::SnapshotResponse {
+            vote: None,
+            unavailable: reason,
+        };
+        match self
+            .deliver(meta.group, RaftCall::Snapshot(meta, data))
+            .await
+        {
+            Ok(RaftAnswer::Snapshot(response)) => response,
+            Ok(_) => unavailable("mismatched answer".into()),
+            Err(reason) => unavailable(reason),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Liveness and hibernation.
+    // ---------------------------------------------------------------------------------------
+
+    /// Nodes to ping: every registered node and every configured voter, except this one.
+    fn other_nodes(&self) -> Vec<u64> {
+        let mut nodes: Vec<u64> = self.config.peers.iter().map(|(id, _)| *id).collect();
+        if let Some(control) = self.control.get() {
+            nodes.extend(control.state().nodes.keys().copied());
+        }
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes.retain(|node| *node != self.config.node_id);
+        nodes
+    }
+
+    async fn ping_all(&self) {
+        let Some(peers) = &self.peers else { return };
+        let nodes = self.other_nodes();
+        let pings = nodes.iter().map(|node| {
+            let call = peers.ping(
+                *node,
+                pb::PingRequest {
+                    from_node: self.config.node_id,
+                },
+            );
+            async move {
+                (
+                    *node,
+                    tokio::time::timeout(Duration::from_secs(1), call).await,
+                )
+            }
+        });
+        let results = futures_util::future::join_all(pings).await;
+        let now = Instant::now();
+        let mut went_down = Vec::new();
+        if let Ok(mut health) = self.health.write() {
+            for (node, result) in results {
+                let entry = health.entry(node).or_default();
+                if let Ok(Ok(response)) = result {
+                    entry.last_ok = Some(now);
+                    entry.alive = true;
+                    entry.leading = response
+                        .leading
+                        .iter()
+                        .map(|leader| (leader.group, leader.replica))
+                        .collect();
+                    continue;
+                }
+                // Give nodes a grace period at startup before calling them down.
+                let since = entry.last_ok.unwrap_or(self.started_at);
+                let down = now.duration_since(since) >= self.config.node_down_after;
+                if down && entry.alive {
+                    went_down.push(node);
+                }
+                if down {
+                    entry.alive = false;
+                    entry.leading.clear();
+                }
+            }
+        }
+        for node in went_down {
+            tracing::warn!(node, "node is down");
+            self.wake_groups_on(node);
+        }
+    }
+
+    /// A node went down: every local group with a replica there wakes up, so that groups it
+    /// led elect a new leader.
+    fn wake_groups_on(&self, node: u64) {
+        let Ok(shards) = self.shards.read() else {
+            return;
+        };
+        for replica in shards.values() {
+            let group = replica.group();
+            if group.is_hibernating()
+                && group
+                    .members()
+                    .iter()
+                    .any(|(_, member)| member.node == node)
+            {
+                group.wake();
+            }
+        }
+    }
+
+    /// Puts quiet, fully replicated groups this node leads to sleep (followers first).
+    async fn hibernate_quiet_groups(&self) {
+        let candidates: Vec<ShardReplica> = match self.shards.read() {
+            Ok(shards) => shards
+                .values()
+                .filter(|replica| {
+                    let group = replica.group();
+                    !group.is_hibernating()
+                        && group.idle_for() >= self.config.hibernate_after
+                        && group.is_quiet_and_replicated()
+                })
+                .cloned()
+                .collect(),
+            Err(_) => return,
+        };
+        let alive = self.alive_nodes();
+        for replica in candidates {
+            let group = replica.group();
+            let followers: Vec<(u64, ReplicaNode)> = group
+                .members()
+                .into_iter()
+                .filter(|(id, _)| *id != group.replica())
+                .collect();
+            // Never sleep with a member down: its replica must be able to catch up, and
+            // repair may need the group awake.
+            if followers
+                .iter()
+                .any(|(_, node)| !alive.contains(&node.node))
+            {
+                continue;
+            }
+            let vote = group.vote();
+            let mut all_asleep = true;
+            for (target, node) in &followers {
+                let Some(peers) = &self.peers else {
+                    all_asleep = false;
+                    break;
+                };
+                let request = pb::HibernateRequest {
+                    group: group.id(),
+                    target: *target,
+                    leader_vote: Some(vote),
+                };
+                match peers.hibernate(node.node, request).await {
+                    Ok(response) if response.hibernating => {}
+                    _ => {
+                        all_asleep = false;
+                        break;
+                    }
+                }
+            }
+            // Re-check: a write may have arrived while the followers were asked.
+            if all_asleep
+                && group.is_quiet_and_replicated()
+                && group.idle_for() >= self.config.hibernate_after
+            {
+                group.hibernate();
+            }
+        }
+    }
+
+    /// Per-node counts for status: `(shard replicas hosted, hibernating)`.
+    pub fn replica_counts(&self) -> (usize, usize) {
+        match self.shards.read() {
+            Ok(shards) => (
+                shards.len(),
+                shards
+                    .values()
+                    .filter(|replica| replica.group().is_hibernating())
+                    .count(),
+            ),
+            Err(_) => (0, 0),
+        }
+    }
+}
+
+/// The outcome of one routed attempt.
+enum Routed<T> {
+    Done(T),
+    Closed,
+    NotLeader(Option<u64>),
+    Unreachable,
+    Failed(KinesisError),
+}
+
+/// Leader information a group handle offers.
+trait GroupView {
+    fn leader_node(&self) -> Option<u64>;
+}
+
+impl<M: riffle_shard::consensus::Machine> GroupView for Group<M> {
+    fn leader_node(&self) -> Option<u64> {
+        let leader = self.leader()?;
+        self.members()
+            .into_iter()
+            .find(|(id, _)| *id == leader)
+            .map(|(_, node)| node.node)
+    }
+}
+
+/// A Raft message for some local group.
+enum RaftCall {
+    AppendEntries(pb::AppendEntriesRequest),
+    Vote(pb::VoteRequest),
+    TransferLeader(pb::TransferLeaderRequest),
+    Snapshot(pb::SnapshotMeta, Vec<u8>),
+}
+
+/// The answer to a [`RaftCall`].
+enum RaftAnswer {
+    AppendEntries(pb::AppendEntriesResponse),
+    Vote(pb::VoteResponse),
+    TransferLeader(pb::TransferLeaderResponse),
+    Snapshot(pb::SnapshotResponse),
+}
+
+impl RaftCall {
+    async fn run<M: riffle_shard::consensus::Machine>(self, group: Group<M>) -> RaftAnswer {
+        match self {
+            RaftCall::AppendEntries(request) => {
+                RaftAnswer::AppendEntries(group.handle_append_entries(request).await)
+            }
+            RaftCall::Vote(request) => RaftAnswer::Vote(group.handle_vote(request).await),
+            RaftCall::TransferLeader(request) => {
+                RaftAnswer::TransferLeader(group.handle_transfer_leader(request).await)
+            }
+            RaftCall::Snapshot(meta, data) => {
+                RaftAnswer::Snapshot(group.handle_install_snapshot(meta, data).await)
+            }
+        }
+    }
+}
+
+async fn run_agent(node: Arc<Node>) {
+    let mut stop = node.stop.subscribe();
+    let mut state = node.control().watch();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut retention = tokio::time::interval(node.config.retention_interval);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            changed = state.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                node.reconcile().await;
+            }
+            _ = tick.tick() => node.reconcile().await,
+            _ = retention.tick() => {
+                let snapshot = node.control().state();
+                node.trim_retention(&snapshot).await;
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+}
+
+async fn run_liveness(node: Arc<Node>) {
+    let mut stop = node.stop.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => node.ping_all().await,
+        }
+    }
+}
+
+async fn run_hibernation(node: Arc<Node>) {
+    let mut stop = node.stop.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => node.hibernate_quiet_groups().await,
+        }
+    }
+}
+
+fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
+        .collect()
+}
+
+fn decode_key(text: &str) -> Option<TokenKey> {
+    let bytes: [u8; 32] = decode_hex(text)?.try_into().ok()?;
+    Some(TokenKey::new(bytes))
+}
