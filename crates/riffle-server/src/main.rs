@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a node (the default).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Inspect a running cluster.
     Cluster {
         #[command(subcommand)]
@@ -65,7 +65,7 @@ enum ClusterCommand {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
-        Some(Command::Server(args)) => args,
+        Some(Command::Server(args)) => *args,
         Some(Command::Cluster {
             command: ClusterCommand::Status { endpoint, json },
         }) => {
