@@ -1,0 +1,501 @@
+//! Three nodes in one process over the in-process network, driven through the Kinesis API
+//! handlers, under message loss and delay, partitions, an isolated leader, and a crash with
+//! restart. After each fault heals, every shard is read back and checked: no acknowledged record
+//! lost, none invented, none stored twice unless its write was ambiguous, and each writer's
+//! records (one partition key each) in the order they were written.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use riffle_api::Api;
+use riffle_api::Operation;
+use riffle_api::wire::Map;
+use riffle_api::wire::Value;
+use riffle_node::Node;
+use riffle_node::NodeConfig;
+use riffle_node::peer::PeerClient;
+use riffle_node::sim::SimNetwork;
+use riffle_storage::MemStorage;
+use riffle_storage::Storage;
+
+const NODES: u64 = 3;
+
+struct SimCluster {
+    network: Arc<SimNetwork>,
+    storages: Vec<Arc<dyn Storage>>,
+    nodes: Vec<Option<Arc<Node>>>,
+    apis: Vec<Option<Arc<Api>>>,
+}
+
+fn config(id: u64) -> NodeConfig {
+    let mut config = NodeConfig::single(id);
+    config.az = format!("az-{}", (b'a' + (id - 1) as u8) as char);
+    config.peers = (1..=NODES)
+        .map(|peer| (peer, format!("sim-{peer}")))
+        .collect();
+    config.peer_addr = format!("sim-{id}");
+    config.node_down_after = Duration::from_secs(1);
+    config.hibernate_after = Duration::from_secs(2);
+    config
+}
+
+impl SimCluster {
+    async fn start() -> SimCluster {
+        let network = SimNetwork::new();
+        let storages: Vec<Arc<dyn Storage>> = (0..NODES)
+            .map(|_| Arc::new(MemStorage::new()) as Arc<dyn Storage>)
+            .collect();
+        let mut cluster = SimCluster {
+            network,
+            storages,
+            nodes: vec![None, None, None],
+            apis: vec![None, None, None],
+        };
+        let starts: Vec<_> = (1..=NODES).map(|id| cluster.boot(id)).collect();
+        for node in futures_util::future::join_all(starts).await {
+            let id = node.id() as usize;
+            cluster.apis[id - 1] = Some(Arc::new(Api::new(node.clone())));
+            cluster.nodes[id - 1] = Some(node);
+        }
+        cluster
+    }
+
+    /// Creates node `id` over its storage, makes it reachable, starts it.
+    fn boot(&self, id: u64) -> impl std::future::Future<Output = Arc<Node>> + use<> {
+        let client = self.network.client(id) as Arc<dyn PeerClient>;
+        let node = Node::new(
+            config(id),
+            self.storages[(id - 1) as usize].clone(),
+            Some(client),
+        );
+        self.network.register(&node);
+        async move {
+            node.start().await.expect("node starts");
+            node
+        }
+    }
+
+    fn api(&self, id: u64) -> Option<Arc<Api>> {
+        self.apis[(id - 1) as usize].clone()
+    }
+
+    /// Stops node `id` as a crash would: it vanishes from the network; its storage stays.
+    async fn crash(&mut self, id: u64) {
+        self.network.unregister(id);
+        self.apis[(id - 1) as usize] = None;
+        if let Some(node) = self.nodes[(id - 1) as usize].take() {
+            node.shutdown().await;
+        }
+    }
+
+    async fn shutdown(mut self) {
+        for id in 1..=NODES {
+            self.crash(id).await;
+        }
+    }
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    Value::Map(
+        entries
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect::<Map>(),
+    )
+}
+
+fn text(value: &str) -> Value {
+    Value::String(value.to_string())
+}
+
+async fn call(
+    api: &Api,
+    operation: Operation,
+    input: Value,
+) -> Result<Value, riffle_types::KinesisError> {
+    api.handle(operation, &input).await
+}
+
+async fn create_stream(cluster: &SimCluster, name: &str, shards: i64) {
+    let api = cluster.api(1).expect("node 1 runs");
+    call(
+        &api,
+        Operation::CreateStream,
+        map(vec![
+            ("StreamName", text(name)),
+            ("ShardCount", Value::Int(shards)),
+        ]),
+    )
+    .await
+    .expect("CreateStream");
+    for _ in 0..200 {
+        let summary = call(
+            &api,
+            Operation::DescribeStreamSummary,
+            map(vec![("StreamName", text(name))]),
+        )
+        .await
+        .unwrap();
+        let status = summary
+            .as_map()
+            .and_then(|m| m.get("StreamDescriptionSummary"))
+            .and_then(|s| s.as_map())
+            .and_then(|s| s.get("StreamStatus"))
+            .and_then(|s| s.as_str())
+            .map(str::to_string);
+        if status.as_deref() == Some("ACTIVE") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("stream {name} never became ACTIVE");
+}
+
+/// What writers saw: acknowledged records, and records whose write failed in a way that may
+/// still have stored them.
+#[derive(Default)]
+struct Ledger {
+    acked: HashMap<String, (String, String)>,
+    ambiguous: HashSet<String>,
+    attempted: HashSet<String>,
+}
+
+async fn write_load(
+    cluster: Arc<Mutex<Vec<Option<Arc<Api>>>>>,
+    name: String,
+    writer: usize,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut next = 0usize;
+    let mut target = writer;
+    while !stop.load(Ordering::Relaxed) {
+        target += 1;
+        let api = cluster.lock().unwrap()[target % NODES as usize].clone();
+        let Some(api) = api else { continue };
+        let ids: Vec<String> = (0..10)
+            .map(|i| format!("w{writer}-{:06}", next + i))
+            .collect();
+        next += ids.len();
+        let records: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                map(vec![
+                    ("PartitionKey", text(&format!("writer-{writer}"))),
+                    ("Data", Value::Bytes(Bytes::from(id.clone()))),
+                ])
+            })
+            .collect();
+        ledger.lock().unwrap().attempted.extend(ids.iter().cloned());
+        let result = call(
+            &api,
+            Operation::PutRecords,
+            map(vec![
+                ("StreamName", text(&name)),
+                ("Records", Value::Array(records)),
+            ]),
+        )
+        .await;
+        record_outcome(&mut ledger.lock().unwrap(), &ids, result);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn record_outcome(
+    ledger: &mut Ledger,
+    ids: &[String],
+    result: Result<Value, riffle_types::KinesisError>,
+) {
+    match result {
+        Ok(output) => {
+            let results = output
+                .as_map()
+                .and_then(|m| m.get("Records"))
+                .and_then(|r| r.as_array())
+                .map(<[Value]>::to_vec)
+                .unwrap_or_default();
+            for (id, result) in ids.iter().zip(results) {
+                let result = result.as_map().cloned().unwrap_or_default();
+                match (
+                    result.get("ShardId").and_then(Value::as_str),
+                    result.get("SequenceNumber").and_then(Value::as_str),
+                ) {
+                    (Some(shard), Some(sequence)) => {
+                        ledger
+                            .acked
+                            .insert(id.clone(), (shard.to_string(), sequence.to_string()));
+                    }
+                    _ => {
+                        ledger.ambiguous.insert(id.clone());
+                    }
+                }
+            }
+        }
+        Err(_) => ledger.ambiguous.extend(ids.iter().cloned()),
+    }
+}
+
+/// Reads every shard from its start through `api`; returns shard → [(id, sequence number)].
+async fn read_everything(api: &Api, name: &str) -> BTreeMap<String, Vec<(String, String)>> {
+    let shards = call(
+        api,
+        Operation::ListShards,
+        map(vec![("StreamName", text(name))]),
+    )
+    .await
+    .expect("ListShards");
+    let shards = shards
+        .as_map()
+        .and_then(|m| m.get("Shards"))
+        .and_then(|s| s.as_array())
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for shard in shards {
+        let shard_id = shard
+            .as_map()
+            .and_then(|m| m.get("ShardId"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let iterator = call(
+            api,
+            Operation::GetShardIterator,
+            map(vec![
+                ("StreamName", text(name)),
+                ("ShardId", text(&shard_id)),
+                ("ShardIteratorType", text("TRIM_HORIZON")),
+            ]),
+        )
+        .await
+        .expect("GetShardIterator");
+        let mut iterator = iterator
+            .as_map()
+            .and_then(|m| m.get("ShardIterator"))
+            .cloned()
+            .expect("an iterator");
+        let mut records = Vec::new();
+        loop {
+            let page = call(
+                api,
+                Operation::GetRecords,
+                map(vec![("ShardIterator", iterator.clone())]),
+            )
+            .await
+            .expect("GetRecords");
+            let page = page.as_map().cloned().unwrap_or_default();
+            let batch = page
+                .get("Records")
+                .and_then(|r| r.as_array())
+                .map(<[Value]>::to_vec)
+                .unwrap_or_default();
+            for record in &batch {
+                let record = record.as_map().cloned().unwrap_or_default();
+                let data = match record.get("Data") {
+                    Some(Value::Bytes(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+                    other => panic!("record data {other:?}"),
+                };
+                let sequence = record
+                    .get("SequenceNumber")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                records.push((data, sequence));
+            }
+            match page.get("NextShardIterator") {
+                Some(next) if !batch.is_empty() => iterator = next.clone(),
+                _ => break,
+            }
+        }
+        out.insert(shard_id, records);
+    }
+    out
+}
+
+/// The invariants, checked on what was read back.
+fn check(ledger: &Ledger, stored: &BTreeMap<String, Vec<(String, String)>>) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (shard, records) in stored {
+        for window in records.windows(2) {
+            assert!(
+                window[0].1 < window[1].1,
+                "shard {shard}: sequence numbers not increasing: {window:?}"
+            );
+        }
+        let mut last_per_writer: HashMap<&str, &str> = HashMap::new();
+        for (id, _) in records {
+            assert!(
+                ledger.attempted.contains(id),
+                "phantom record {id} in {shard}"
+            );
+            *seen.entry(id.as_str()).or_default() += 1;
+            let writer = id.split('-').next().unwrap_or_default();
+            if let Some(previous) = last_per_writer.insert(writer, id.as_str()) {
+                assert!(
+                    id.as_str() > previous,
+                    "{shard}: {id} stored after {previous} (reordered)"
+                );
+            }
+        }
+    }
+    for (id, count) in &seen {
+        assert!(
+            *count == 1 || ledger.ambiguous.contains(*id),
+            "record {id} stored {count} times without an ambiguous write"
+        );
+    }
+    let positions: HashMap<&str, (&str, &str)> = stored
+        .iter()
+        .flat_map(|(shard, records)| {
+            records
+                .iter()
+                .map(move |(id, seq)| (id.as_str(), (shard.as_str(), seq.as_str())))
+        })
+        .collect();
+    for (id, (shard, sequence)) in &ledger.acked {
+        let Some((stored_shard, stored_sequence)) = positions.get(id.as_str()) else {
+            panic!(
+                "acknowledged record {id} lost ({} acked, {} stored)",
+                ledger.acked.len(),
+                positions.len()
+            );
+        };
+        assert_eq!(
+            (*stored_shard, *stored_sequence),
+            (shard.as_str(), sequence.as_str()),
+            "record {id} moved"
+        );
+    }
+}
+
+/// Runs writers through all nodes while `fault` runs, then checks every invariant.
+async fn scenario<F, Fut>(name: &str, fault: F)
+where
+    F: FnOnce(Arc<Mutex<SimCluster>>, Arc<Mutex<Vec<Option<Arc<Api>>>>>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let cluster = SimCluster::start().await;
+    create_stream(&cluster, name, 4).await;
+    let apis = Arc::new(Mutex::new(cluster.apis.clone()));
+    let cluster = Arc::new(Mutex::new(cluster));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|writer| {
+            tokio::spawn(write_load(
+                apis.clone(),
+                name.to_string(),
+                writer,
+                ledger.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fault(cluster.clone(), apis.clone()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let cluster = Arc::try_unwrap(cluster)
+        .ok()
+        .expect("no other cluster handle")
+        .into_inner()
+        .unwrap();
+    cluster.network.heal();
+    let ledger = ledger.lock().unwrap();
+    assert!(
+        ledger.acked.len() > 50,
+        "too few writes succeeded ({}) to test anything",
+        ledger.acked.len()
+    );
+    // Read back through every node: each must see everything acknowledged.
+    for id in 1..=NODES {
+        let api = cluster.api(id).expect("all nodes run after healing");
+        let stored = read_everything(&api, name).await;
+        check(&ledger, &stored);
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lossy_and_slow_network() {
+    scenario("lossy", |cluster, _| async move {
+        cluster.lock().unwrap().network.set_loss(0.05, 0.05);
+        cluster
+            .lock()
+            .unwrap()
+            .network
+            .set_delay(Duration::from_millis(1), Duration::from_millis(15));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        cluster.lock().unwrap().network.heal();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitioned_minority() {
+    scenario("partition", |cluster, _| async move {
+        cluster.lock().unwrap().network.partition(&[1], &[2, 3]);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        cluster.lock().unwrap().network.heal();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn isolated_metadata_leader() {
+    scenario("isolated-leader", |cluster, _| async move {
+        let leader = {
+            let cluster = cluster.lock().unwrap();
+            cluster
+                .nodes
+                .iter()
+                .flatten()
+                .find_map(|node| node.control().leader())
+                .expect("a metadata leader")
+        };
+        let others: Vec<u64> = (1..=NODES).filter(|id| *id != leader).collect();
+        cluster.lock().unwrap().network.isolate(leader, &others);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        cluster.lock().unwrap().network.heal();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn crash_and_restart() {
+    scenario("crash", |cluster, apis| async move {
+        let taken = {
+            let mut guard = cluster.lock().unwrap();
+            guard.network.unregister(2);
+            apis.lock().unwrap()[1] = None;
+            guard.apis[1] = None;
+            guard.nodes[1].take()
+        };
+        if let Some(node) = taken {
+            node.shutdown().await;
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let boot = cluster.lock().unwrap().boot(2);
+        let node = boot.await;
+        let api = Arc::new(Api::new(node.clone()));
+        let mut guard = cluster.lock().unwrap();
+        guard.apis[1] = Some(api.clone());
+        guard.nodes[1] = Some(node);
+        apis.lock().unwrap()[1] = Some(api);
+        drop(guard);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    })
+    .await;
+}
