@@ -411,7 +411,7 @@ where
         .into_inner()
         .unwrap();
     cluster.network.heal();
-    let ledger = ledger.lock().unwrap();
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     assert!(
         ledger.acked.len() > 50,
         "too few writes succeeded ({}) to test anything",
@@ -490,11 +490,12 @@ async fn crash_and_restart() {
         let boot = cluster.lock().unwrap().boot(2);
         let node = boot.await;
         let api = Arc::new(Api::new(node.clone()));
-        let mut guard = cluster.lock().unwrap();
-        guard.apis[1] = Some(api.clone());
-        guard.nodes[1] = Some(node);
-        apis.lock().unwrap()[1] = Some(api);
-        drop(guard);
+        {
+            let mut guard = cluster.lock().unwrap();
+            guard.apis[1] = Some(api.clone());
+            guard.nodes[1] = Some(node);
+            apis.lock().unwrap()[1] = Some(api);
+        }
         tokio::time::sleep(Duration::from_secs(3)).await;
     })
     .await;
