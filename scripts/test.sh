@@ -72,4 +72,18 @@ result=$(./target/debug/riffle-bench --endpoint "$endpoint" --stream bench-smoke
 echo "$result"
 python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["errors"]==0 and r["failed_records"]==0 and r["records_per_sec"]>0, r' "$result"
 
+step "three-node cluster (scripts/local-cluster.sh): smoke test on every node, through a node kill"
+export RIFFLE_PROFILE=debug
+cluster_cleanup() { scripts/local-cluster.sh down >/dev/null 2>&1 || true; cleanup; }
+trap cluster_cleanup EXIT
+scripts/local-cluster.sh wipe >/dev/null
+scripts/local-cluster.sh up
+python3 "$smoke" http://127.0.0.1:4567 http://127.0.0.1:4568 http://127.0.0.1:4569
+scripts/local-cluster.sh kill 2
+python3 "$smoke" http://127.0.0.1:4567 http://127.0.0.1:4569
+scripts/local-cluster.sh start 2
+python3 "$smoke" http://127.0.0.1:4568 http://127.0.0.1:4567 http://127.0.0.1:4569
+./target/debug/riffle cluster status --endpoint http://127.0.0.1:4568
+scripts/local-cluster.sh wipe
+
 step "all tests passed"

@@ -172,6 +172,167 @@ impl Drop for RiffleProcess {
     }
 }
 
+/// A free loopback port (bound and released: a small race with other processes is possible).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A cluster of `riffle` processes on loopback, one AZ per node. Killed when dropped.
+pub struct RiffleCluster {
+    pub nodes: Vec<Option<RiffleProcess>>,
+    dir: PathBuf,
+    peers: String,
+    peer_ports: Vec<u16>,
+    api_ports: Vec<u16>,
+}
+
+impl RiffleCluster {
+    /// Starts `size` nodes under `dir` and waits until each serves.
+    pub fn start(dir: &Path, size: usize) -> anyhow::Result<RiffleCluster> {
+        let peer_ports: Vec<u16> = (0..size)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<_>>()?;
+        let api_ports: Vec<u16> = (0..size)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<_>>()?;
+        let peers = peer_ports
+            .iter()
+            .enumerate()
+            .map(|(index, port)| format!("{}=127.0.0.1:{port}", index + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = RiffleCluster {
+            nodes: (0..size).map(|_| None).collect(),
+            dir: dir.into(),
+            peers,
+            peer_ports,
+            api_ports,
+        };
+        // Nodes wait for a metadata quorum before they serve, so start them all, then wait.
+        let mut children = Vec::new();
+        for id in 1..=size {
+            children.push(cluster.spawn(id)?);
+        }
+        for (index, child) in children.into_iter().enumerate() {
+            cluster.nodes[index] = Some(child.wait_ready()?);
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&self, id: usize) -> anyhow::Result<Starting> {
+        let az = format!("az-{}", (b'a' + ((id - 1) % 26) as u8) as char);
+        let args = vec![
+            "--node-id".to_string(),
+            id.to_string(),
+            "--az".to_string(),
+            az,
+            "--peer-listen".to_string(),
+            format!("127.0.0.1:{}", self.peer_ports[id - 1]),
+            "--peers".to_string(),
+            self.peers.clone(),
+        ];
+        Starting::spawn(
+            &self.dir.join(format!("node{id}")),
+            self.api_ports[id - 1],
+            &args,
+        )
+    }
+
+    /// Node `id` (1-based).
+    pub fn node(&self, id: usize) -> &RiffleProcess {
+        self.nodes[id - 1].as_ref().expect("node is running")
+    }
+
+    pub fn endpoint(&self, id: usize) -> String {
+        format!("http://127.0.0.1:{}", self.api_ports[id - 1])
+    }
+
+    /// SIGKILL node `id`.
+    pub fn kill9(&mut self, id: usize) -> anyhow::Result<()> {
+        if let Some(mut node) = self.nodes[id - 1].take() {
+            node.kill9()?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `id` again on its data (same ports).
+    pub fn restart(&mut self, id: usize) -> anyhow::Result<()> {
+        self.nodes[id - 1] = Some(self.spawn(id)?.wait_ready()?);
+        Ok(())
+    }
+}
+
+/// A node process that has been spawned but may not serve yet.
+struct Starting {
+    process: RiffleProcess,
+    ready_file: PathBuf,
+}
+
+impl Starting {
+    fn spawn(data_dir: &Path, api_port: u16, extra_args: &[String]) -> anyhow::Result<Starting> {
+        std::fs::create_dir_all(data_dir)?;
+        let ready_file = data_dir.join("ready");
+        let _ = std::fs::remove_file(&ready_file);
+        let log_path = data_dir.join("riffle.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let child = Command::new(riffle_binary()?)
+            .arg("server")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{api_port}"))
+            .arg("--data-dir")
+            .arg(data_dir.join("data"))
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .arg("--log")
+            .arg("info,openraft=warn")
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning riffle")?;
+        let process = RiffleProcess {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], api_port)),
+            data_dir: data_dir.into(),
+            log_path,
+        };
+        Ok(Starting {
+            process,
+            ready_file,
+        })
+    }
+
+    fn wait_ready(mut self) -> anyhow::Result<RiffleProcess> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if std::fs::read_to_string(&self.ready_file).is_ok_and(|text| !text.trim().is_empty()) {
+                return Ok(self.process);
+            }
+            if let Some(child) = self.process.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "riffle exited with {status} before serving; log:\n{}",
+                    self.process.log()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "riffle did not become ready within 90 s; log:\n{}",
+                    self.process.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// An `aws-sdk-kinesis` client for `endpoint` with dummy credentials.
 pub fn client(endpoint: &str) -> Client {
     let credentials = Credentials::new(

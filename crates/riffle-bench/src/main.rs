@@ -5,7 +5,7 @@
 //! It speaks raw HTTP/1.1 + JSON with pre-encoded bodies, so the client spends almost no CPU
 //! (this matters on a 2-core machine where client and server share the cores).
 
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -59,6 +59,9 @@ struct Args {
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Print acknowledged records and errors per second while running.
+    #[arg(long)]
+    timeline: bool,
 }
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -141,6 +144,51 @@ struct Counters {
     errors: AtomicU64,
 }
 
+/// Successful calls per 100 ms slot of the measured period, to find the longest write gap.
+struct Timeline {
+    started: Instant,
+    slots: Vec<AtomicU64>,
+    errors: Vec<AtomicU64>,
+}
+
+impl Timeline {
+    fn new(seconds: u64) -> Timeline {
+        let slots = (seconds * 10 + 10) as usize;
+        Timeline {
+            started: Instant::now(),
+            slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            errors: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn slot(&self) -> usize {
+        ((self.started.elapsed().as_millis() / 100) as usize).min(self.slots.len() - 1)
+    }
+
+    fn success(&self) {
+        self.slots[self.slot()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn error(&self) {
+        self.errors[self.slot()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Longest run of 100 ms slots without a single acknowledged call, in milliseconds.
+    fn longest_gap_ms(&self, measured_slots: usize) -> u64 {
+        let mut longest = 0;
+        let mut current = 0;
+        for slot in self.slots.iter().take(measured_slots) {
+            if slot.load(Ordering::Relaxed) == 0 {
+                current += 1;
+                longest = longest.max(current);
+            } else {
+                current = 0;
+            }
+        }
+        longest * 100
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -155,10 +203,12 @@ async fn main() -> anyhow::Result<()> {
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
 
+    let timeline = Arc::new(Timeline::new(args.warmup + args.seconds + 1));
     let mut workers = Vec::new();
     for connection in 0..args.connections {
         let client = client.clone();
-        let endpoint = args.endpoint[connection % args.endpoint.len()].clone();
+        let endpoints = args.endpoint.clone();
+        let timeline = timeline.clone();
         let bodies = bodies.clone();
         let counters = counters.clone();
         let measuring = measuring.clone();
@@ -168,12 +218,22 @@ async fn main() -> anyhow::Result<()> {
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                 .expect("valid histogram bounds");
             let mut next = connection;
+            let mut endpoint_index = connection % endpoints.len();
             while !stop.load(Ordering::Relaxed) {
                 let body = bodies[next % bodies.len()].clone();
                 next += 1;
                 let started = Instant::now();
-                let result = call(&client, &endpoint, "PutRecords", body).await;
+                let result = call(&client, &endpoints[endpoint_index], "PutRecords", body).await;
                 let micros = started.elapsed().as_micros() as u64;
+                let failed = !matches!(result, Ok((200, _)));
+                if failed {
+                    timeline.error();
+                    // As SDKs do: back off a little, and (unlike them) try another node.
+                    endpoint_index = (endpoint_index + 1) % endpoints.len();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                } else {
+                    timeline.success();
+                }
                 if !measuring.load(Ordering::Relaxed) {
                     continue;
                 }
@@ -200,10 +260,39 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    let printer = args.timeline.then(|| {
+        let timeline = timeline.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut second = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let range = second * 10..(second + 1) * 10;
+                let ok: u64 = timeline.slots[range.clone()]
+                    .iter()
+                    .map(|slot| slot.load(Ordering::Relaxed))
+                    .sum();
+                let errors: u64 = timeline.errors[range]
+                    .iter()
+                    .map(|slot| slot.load(Ordering::Relaxed))
+                    .sum();
+                eprintln!("t={second:>3}s  ok calls {ok:>6}  errors {errors:>6}");
+                second += 1;
+                if (second + 1) * 10 > timeline.slots.len() {
+                    break;
+                }
+            }
+        })
+    });
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     measuring.store(false, Ordering::Relaxed);
+    let measured_slots = ((args.warmup + args.seconds) * 10) as usize;
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
+    if let Some(printer) = printer {
+        printer.abort();
+    }
+    let longest_gap_ms = timeline.longest_gap_ms(measured_slots);
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for worker in workers {
         histogram.add(worker.await?)?;
@@ -221,12 +310,13 @@ async fn main() -> anyhow::Result<()> {
             "failed_records": counters.failed_records.load(Ordering::Relaxed),
             "errors": counters.errors.load(Ordering::Relaxed),
             "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": histogram.max() as f64 / 1000.0,
+            "longest_gap_ms": longest_gap_ms,
             "connections": args.connections, "batch": args.batch, "record_bytes": args.record_bytes, "seconds": elapsed,
         });
         println!("{result}");
     } else {
         println!(
-            "PutRecords {}x{}B, {} connections, {:.1}s: {:.0} records/s, {:.1} MiB/s, {} calls, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, failed records {}, errors {}",
+            "PutRecords {}x{}B, {} connections, {:.1}s: {:.0} records/s, {:.1} MiB/s, {} calls, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, failed records {}, errors {}, longest write gap {} ms",
             args.batch,
             args.record_bytes,
             args.connections,
@@ -240,6 +330,7 @@ async fn main() -> anyhow::Result<()> {
             histogram.max() as f64 / 1000.0,
             counters.failed_records.load(Ordering::Relaxed),
             counters.errors.load(Ordering::Relaxed),
+            longest_gap_ms,
         );
     }
     Ok(())

@@ -91,7 +91,7 @@ impl NodeConfig {
             replication_factor: 3,
             retention_interval: Duration::from_secs(60),
             hibernate_after: Duration::from_secs(10),
-            node_down_after: Duration::from_secs(3),
+            node_down_after: Duration::from_millis(1500),
         }
     }
 }
@@ -937,6 +937,9 @@ impl Node {
             return Err(pb::NotLeader { leader_node: 0 });
         };
         if !replica.group().is_leader() {
+            // A follower asked to serve may be asleep while its leader is gone: wake it so that
+            // its election timer runs.
+            replica.group().wake();
             return Err(pb::NotLeader {
                 leader_node: Self::leader_node_of(replica.group()),
             });
@@ -1303,10 +1306,14 @@ impl Node {
         let results = futures_util::future::join_all(pings).await;
         let now = Instant::now();
         let mut went_down = Vec::new();
+        let mut came_back = Vec::new();
         if let Ok(mut health) = self.health.write() {
             for (node, result) in results {
                 let entry = health.entry(node).or_default();
                 if let Ok(Ok(response)) = result {
+                    if !entry.alive && entry.last_ok.is_some() {
+                        came_back.push(node);
+                    }
                     entry.last_ok = Some(now);
                     entry.alive = true;
                     entry.leading = response
@@ -1332,10 +1339,14 @@ impl Node {
             tracing::warn!(node, "node is down");
             self.wake_groups_on(node);
         }
+        for node in came_back {
+            tracing::info!(node, "node is back");
+            self.wake_groups_on(node);
+        }
     }
 
-    /// A node went down: every local group with a replica there wakes up, so that groups it
-    /// led elect a new leader.
+    /// A node went down (groups it led must elect a new leader) or came back (it must catch
+    /// up): every local group with a replica there wakes up.
     fn wake_groups_on(&self, node: u64) {
         let Ok(shards) = self.shards.read() else {
             return;
@@ -1353,8 +1364,24 @@ impl Node {
         }
     }
 
-    /// Puts quiet, fully replicated groups this node leads to sleep (followers first).
+    /// Nodes known to the cluster that this node currently believes down.
+    fn down_nodes(&self) -> HashSet<u64> {
+        match self.health.read() {
+            Ok(health) => health
+                .iter()
+                .filter(|(_, peer)| !peer.alive)
+                .map(|(node, _)| *node)
+                .collect(),
+            Err(_) => HashSet::new(),
+        }
+    }
+
+    /// Puts quiet, fully replicated groups this node leads to sleep (followers first). Members
+    /// on down nodes are left out (a majority must be up and caught up): with a node down, its
+    /// groups would otherwise all stay awake and keep the survivors busy. They are woken when
+    /// the node returns, so that it catches up.
     async fn hibernate_quiet_groups(&self) {
+        let down = self.down_nodes();
         let candidates: Vec<ShardReplica> = match self.shards.read() {
             Ok(shards) => shards
                 .values()
@@ -1362,28 +1389,19 @@ impl Node {
                     let group = replica.group();
                     !group.is_hibernating()
                         && group.idle_for() >= self.config.hibernate_after
-                        && group.is_quiet_and_replicated()
+                        && group.is_quiet_and_replicated(&down)
                 })
                 .cloned()
                 .collect(),
             Err(_) => return,
         };
-        let alive = self.alive_nodes();
         for replica in candidates {
             let group = replica.group();
             let followers: Vec<(u64, ReplicaNode)> = group
                 .members()
                 .into_iter()
-                .filter(|(id, _)| *id != group.replica())
+                .filter(|(id, node)| *id != group.replica() && !down.contains(&node.node))
                 .collect();
-            // Never sleep with a member down: its replica must be able to catch up, and
-            // repair may need the group awake.
-            if followers
-                .iter()
-                .any(|(_, node)| !alive.contains(&node.node))
-            {
-                continue;
-            }
             let vote = group.vote();
             let mut all_asleep = true;
             for (target, node) in &followers {
@@ -1406,7 +1424,7 @@ impl Node {
             }
             // Re-check: a write may have arrived while the followers were asked.
             if all_asleep
-                && group.is_quiet_and_replicated()
+                && group.is_quiet_and_replicated(&down)
                 && group.idle_for() >= self.config.hibernate_after
             {
                 group.hibernate();

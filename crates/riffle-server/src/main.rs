@@ -137,7 +137,7 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         replication_factor: config.replication_factor,
         retention_interval: Duration::from_secs(config.retention_check_secs),
         hibernate_after: Duration::from_secs(config.hibernate_after_secs),
-        node_down_after: Duration::from_secs(3),
+        node_down_after: Duration::from_millis(1500),
     };
     let peers: Option<Arc<dyn PeerClient>> = peer_listener
         .as_ref()

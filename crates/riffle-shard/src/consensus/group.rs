@@ -1,6 +1,7 @@
 //! A running Raft group on this node: start/stop, bootstrap, propose, leadership.
 
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -52,12 +53,14 @@ pub struct GroupOptions {
 }
 
 impl GroupOptions {
-    /// Shard groups: slow timers (idle groups must be cheap), log purged only by retention.
+    /// Shard groups: slow heartbeats (idle groups must be cheap; quiet ones hibernate), and an
+    /// election timeout of 1.5–2 s. openraft's leader lease equals the maximum election timeout,
+    /// so a narrow range lets the first follower to time out win quickly after a leader dies.
     pub fn shard() -> Self {
         GroupOptions {
-            heartbeat_ms: 300,
+            heartbeat_ms: 250,
             election_timeout_min_ms: 1500,
-            election_timeout_max_ms: 3000,
+            election_timeout_max_ms: 2000,
             snapshot_every: None,
             keep_after_snapshot: None,
         }
@@ -387,9 +390,10 @@ impl<M: Machine> Group<M> {
         self.activity.idle_for()
     }
 
-    /// Whether this replica leads a group whose every member has every entry applied and
-    /// acknowledged: safe to put to sleep.
-    pub fn is_quiet_and_replicated(&self) -> bool {
+    /// Whether this replica leads a group in which every member on a node outside `down_nodes`
+    /// has every entry applied and acknowledged, and those members (leader included) form a
+    /// majority: safe to put to sleep. Members on down nodes are woken again when they return.
+    pub fn is_quiet_and_replicated(&self, down_nodes: &HashSet<u64>) -> bool {
         let metrics = self.raft.metrics().borrow_watched().clone();
         if metrics.current_leader != Some(self.replica) {
             return false;
@@ -401,9 +405,20 @@ impl<M: Machine> Group<M> {
         let Some(replication) = &metrics.replication else {
             return false;
         };
+        let membership = metrics.membership_config.membership();
+        let node_of = |replica: &ReplicaId| membership.get_node(replica).map(|node| node.node);
+        let voters: Vec<ReplicaId> = membership.voter_ids().collect();
+        let up_voters = voters
+            .iter()
+            .filter(|voter| node_of(voter).is_none_or(|node| !down_nodes.contains(&node)))
+            .count();
+        if up_voters * 2 <= voters.len() {
+            return false;
+        }
         replication
             .iter()
             .filter(|(id, _)| **id != self.replica)
+            .filter(|(id, _)| node_of(id).is_none_or(|node| !down_nodes.contains(&node)))
             .all(|(_, matched)| matched.map(|id| id.index) == last)
     }
 
