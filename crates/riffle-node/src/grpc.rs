@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::RwLock;
+use std::sync::Weak;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -15,6 +17,9 @@ use riffle_proto::peer as pb;
 use riffle_proto::peer::peer_client::PeerClient as GrpcClient;
 use riffle_proto::peer::peer_server::Peer;
 use riffle_proto::peer::peer_server::PeerServer;
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::Request;
 use tonic::Response;
@@ -39,22 +44,62 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 const PING_TIMEOUT: Duration = Duration::from_millis(800);
 /// Chunk size of a streamed snapshot.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// HTTP/2 flow-control windows: large, so that a few MiB of log entries to a peer on a fast
+/// link are not throttled to one 64 KiB window per round trip.
+const STREAM_WINDOW: u32 = 8 << 20;
+const CONNECTION_WINDOW: u32 = 32 << 20;
 /// Largest message accepted (a PutRecords batch is at most 10 MiB plus framing).
 const MAX_MESSAGE: usize = 64 << 20;
 
+/// AppendEntries calls to one node waiting to be sent, each with where its answer goes.
+type PendingAppend = (
+    pb::AppendEntriesRequest,
+    oneshot::Sender<Result<pb::AppendEntriesResponse, PeerError>>,
+);
+
+/// At most this many AppendEntries batches in flight to one node; while they are, new calls
+/// queue up and leave together in the next batch.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// At most this many AppendEntries in one batch.
+const BATCH_LIMIT: usize = 256;
+
 /// gRPC client to every other node: addresses come from the configuration and the control
-/// state; channels are created on first use and reused.
-#[derive(Default)]
+/// state; channels are created on first use and reused. AppendEntries of all groups bound for
+/// one node are batched.
 pub struct GrpcPeers {
+    me: Weak<GrpcPeers>,
     addresses: RwLock<HashMap<u64, String>>,
     channels: RwLock<HashMap<u64, (String, Channel)>>,
+    batchers: Mutex<HashMap<u64, mpsc::UnboundedSender<PendingAppend>>>,
 }
 
 impl GrpcPeers {
     pub fn new(known: &[(u64, String)]) -> Arc<GrpcPeers> {
-        let peers = GrpcPeers::default();
+        let peers = Arc::new_cyclic(|me| GrpcPeers {
+            me: me.clone(),
+            addresses: RwLock::default(),
+            channels: RwLock::default(),
+            batchers: Mutex::default(),
+        });
         peers.learn_addresses(known);
-        Arc::new(peers)
+        peers
+    }
+
+    /// The queue of AppendEntries for `node`, with its sender task started on first use.
+    fn batcher(&self, node: u64) -> mpsc::UnboundedSender<PendingAppend> {
+        let mut batchers = match self.batchers.lock() {
+            Ok(batchers) => batchers,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(sender) = batchers.get(&node)
+            && !sender.is_closed()
+        {
+            return sender.clone();
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(send_batches(self.me.clone(), node, receiver));
+        batchers.insert(node, sender.clone());
+        sender
     }
 
     fn client(&self, node: u64) -> Result<GrpcClient<Channel>, PeerError> {
@@ -80,6 +125,8 @@ impl GrpcPeers {
             })?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
+            .initial_stream_window_size(Some(STREAM_WINDOW))
+            .initial_connection_window_size(Some(CONNECTION_WINDOW))
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
         let channel = endpoint.connect_lazy();
@@ -142,13 +189,93 @@ macro_rules! unary {
     }};
 }
 
+/// Sends the AppendEntries queued for `node` in batches, until the client is dropped.
+async fn send_batches(
+    peers: Weak<GrpcPeers>,
+    node: u64,
+    mut queue: mpsc::UnboundedReceiver<PendingAppend>,
+) {
+    let permits = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < BATCH_LIMIT {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let Some(peers) = peers.upgrade() else { return };
+        let client = peers.client(node);
+        drop(peers);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (requests, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let outcome = match client {
+                Ok(mut client) => client
+                    .append_entries_batch(request(
+                        pb::AppendEntriesBatchRequest { requests },
+                        RAFT_TIMEOUT,
+                    ))
+                    .await
+                    .map(Response::into_inner)
+                    .map_err(|status| peer_error(node, status)),
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(response) if response.responses.len() == answers.len() => {
+                    for (answer, response) in answers.into_iter().zip(response.responses) {
+                        let _ = answer.send(Ok(response));
+                    }
+                }
+                Ok(response) => {
+                    let error = PeerError::Failed {
+                        node,
+                        reason: format!(
+                            "{} answers to {} AppendEntries",
+                            response.responses.len(),
+                            answers.len()
+                        ),
+                    };
+                    for answer in answers {
+                        let _ = answer.send(Err(error.clone()));
+                    }
+                }
+                Err(error) => {
+                    for answer in answers {
+                        let _ = answer.send(Err(error.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
 impl RaftClient for GrpcPeers {
     fn append_entries(
         &self,
         node: u64,
         request: pb::AppendEntriesRequest,
     ) -> BoxFuture<'static, Result<pb::AppendEntriesResponse, PeerError>> {
-        unary!(self, node, append_entries, request, RAFT_TIMEOUT)
+        let (answer, receiver) = oneshot::channel();
+        let queued = self.batcher(node).send((request, answer));
+        async move {
+            if queued.is_err() {
+                return Err(PeerError::Unreachable {
+                    node,
+                    reason: "batcher stopped".into(),
+                });
+            }
+            receiver.await.unwrap_or_else(|_| {
+                Err(PeerError::Failed {
+                    node,
+                    reason: "batch dropped".into(),
+                })
+            })
+        }
+        .boxed()
     }
 
     fn vote(
@@ -272,6 +399,19 @@ impl Peer for PeerService {
         ))
     }
 
+    async fn append_entries_batch(
+        &self,
+        request: Request<pb::AppendEntriesBatchRequest>,
+    ) -> Result<Response<pb::AppendEntriesBatchResponse>, Status> {
+        let calls = request
+            .into_inner()
+            .requests
+            .into_iter()
+            .map(|request| self.node.serve_append_entries(request));
+        let responses = futures_util::future::join_all(calls).await;
+        Ok(Response::new(pb::AppendEntriesBatchResponse { responses }))
+    }
+
     async fn vote(
         &self,
         request: Request<pb::VoteRequest>,
@@ -389,6 +529,8 @@ pub async fn serve(
     let incoming = tokio_stream_listener(listener);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .add_service(PeerService::new(node))
         .serve_with_incoming_shutdown(incoming, shutdown)
