@@ -178,7 +178,10 @@ async fn write_load(
     let mut target = writer;
     while !stop.load(Ordering::Relaxed) {
         target += 1;
-        let api = cluster.lock().unwrap()[target % NODES as usize].clone();
+        let api = {
+            let apis = cluster.lock().unwrap();
+            apis[target % apis.len()].clone()
+        };
         let Some(api) = api else { continue };
         let ids: Vec<String> = (0..10)
             .map(|i| format!("w{writer}-{:06}", next + i))
@@ -499,4 +502,53 @@ async fn crash_and_restart() {
         tokio::time::sleep(Duration::from_secs(3)).await;
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_node_joins_and_hosts_replicas() {
+    let cluster = SimCluster::start().await;
+    let mut joiner_config = config(4);
+    joiner_config.peers = Vec::new();
+    joiner_config.join_via = Some(2);
+    joiner_config.az = "az-d".into();
+    let joiner = Node::new(
+        joiner_config,
+        Arc::new(MemStorage::new()),
+        Some(cluster.network.client(4) as Arc<dyn PeerClient>),
+    );
+    cluster.network.register(&joiner);
+    joiner.start().await.expect("the new node joins");
+    let api = Arc::new(Api::new(joiner.clone()));
+    assert!(
+        joiner.control().state().nodes.contains_key(&4),
+        "the joiner is registered"
+    );
+
+    create_stream(&cluster, "joined", 8).await;
+    let state = joiner.control().state();
+    let hosted = state.streams["joined"]
+        .shards
+        .iter()
+        .filter(|shard| shard.replicas.iter().any(|replica| replica.node == 4))
+        .count();
+    assert!(hosted > 0, "placement uses the new node");
+    // Writes and reads work through the new node.
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let apis = Arc::new(Mutex::new(vec![Some(api.clone())]));
+    let writer = tokio::spawn(write_load(
+        apis,
+        "joined".into(),
+        0,
+        ledger.clone(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    assert!(!ledger.acked.is_empty());
+    check(&ledger, &read_everything(&api, "joined").await);
+    joiner.shutdown().await;
+    cluster.shutdown().await;
 }

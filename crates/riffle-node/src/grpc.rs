@@ -363,6 +363,10 @@ impl PeerClient for GrpcPeers {
         unary!(self, node, hibernate, request, RAFT_TIMEOUT)
     }
 
+    fn join(&self, node: u64, request: pb::JoinRequest) -> PeerResult<pb::JoinResponse> {
+        unary!(self, node, join, request, FORWARD_TIMEOUT)
+    }
+
     fn learn_addresses(&self, nodes: &[(u64, String)]) {
         let Ok(mut addresses) = self.addresses.write() else {
             return;
@@ -516,6 +520,15 @@ impl Peer for PeerService {
     ) -> Result<Response<pb::HibernateResponse>, Status> {
         Ok(Response::new(
             self.node.serve_hibernate(request.into_inner()),
+        ))
+    }
+
+    async fn join(
+        &self,
+        request: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinResponse>, Status> {
+        Ok(Response::new(
+            self.node.serve_join(request.into_inner()).await,
         ))
     }
 }

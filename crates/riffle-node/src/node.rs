@@ -59,8 +59,11 @@ pub struct NodeConfig {
     /// Advertised address of the peer (node-to-node) service.
     pub peer_addr: String,
     /// The metadata group's voters: `(node id, peer address)`, this node included. Empty for a
-    /// single-node cluster.
+    /// single-node cluster or a node that joins.
     pub peers: Vec<(u64, String)>,
+    /// A node that joins an existing cluster asks this node (by id; its address is known to
+    /// the transport) to let it in. It becomes a learner of the metadata group.
+    pub join_via: Option<u64>,
     /// Account id and region shown in ARNs and messages.
     pub account: String,
     pub region: String,
@@ -85,6 +88,7 @@ impl NodeConfig {
             api_addr: String::new(),
             peer_addr: String::new(),
             peers: Vec::new(),
+            join_via: None,
             account: "000000000000".into(),
             region: "us-east-1".into(),
             shard_limit: riffle_types::limits::DEFAULT_SHARD_LIMIT,
@@ -336,8 +340,10 @@ impl Node {
                 az: self.config.az.clone(),
             },
         );
-        group.bootstrap(voters).await?;
-        group.campaign_if_sole_voter().await?;
+        if self.config.join_via.is_none() {
+            group.bootstrap(voters).await?;
+            group.campaign_if_sole_voter().await?;
+        }
         let forwarder = self
             .peers
             .clone()
@@ -350,12 +356,17 @@ impl Node {
             return Ok(());
         }
         let plane = self.control();
+        if is_new && let Some(via) = self.config.join_via {
+            self.ask_to_join(via).await?;
+        }
         // Wait as long as it takes: peers may start later.
         let mut waited = 0u32;
         loop {
             if self.is_stopping() {
                 return Err(NodeError::Stopping);
             }
+            // A joining node learns where the others are from the log it receives.
+            self.learn_addresses(&plane.state());
             match plane.sync().await {
                 Ok(()) => break,
                 Err(error) => {
@@ -367,6 +378,111 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// Tells the transport where every registered node is.
+    fn learn_addresses(&self, state: &ControlState) {
+        if let Some(peers) = &self.peers {
+            let addresses: Vec<(u64, String)> = state
+                .nodes
+                .values()
+                .map(|node| (node.id, node.peer_addr.clone()))
+                .collect();
+            peers.learn_addresses(&addresses);
+        }
+    }
+
+    /// Asks node `via` (any member) to add this node to the cluster, until it says yes.
+    async fn ask_to_join(&self, via: u64) -> Result<(), NodeError> {
+        let Some(peers) = &self.peers else {
+            return Err(NodeError::Control(KinesisError::invalid_argument(
+                "joining needs a peer transport",
+            )));
+        };
+        let request = pb::JoinRequest {
+            node_id: self.config.node_id,
+            peer_addr: self.config.peer_addr.clone(),
+            api_addr: self.config.api_addr.clone(),
+            az: self.config.az.clone(),
+        };
+        let mut attempts = 0u32;
+        loop {
+            if self.is_stopping() {
+                return Err(NodeError::Stopping);
+            }
+            match peers.join(via, request.clone()).await {
+                Ok(pb::JoinResponse { error: None }) => {
+                    tracing::info!(via, "joined the cluster as a metadata learner");
+                    return Ok(());
+                }
+                Ok(pb::JoinResponse { error: Some(error) }) => {
+                    let error = kinesis_error_from_pb(error);
+                    if error.code != riffle_types::ErrorCode::ServiceUnavailable {
+                        return Err(NodeError::Control(error));
+                    }
+                    attempts += 1;
+                    if attempts % 10 == 1 {
+                        tracing::info!(via, %error, "waiting to join the cluster");
+                    }
+                }
+                Err(error) => {
+                    attempts += 1;
+                    if attempts % 10 == 1 {
+                        tracing::info!(via, %error, "waiting to join the cluster");
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Lets a new node in: registers it and adds it to the metadata group as a learner (on the
+    /// metadata leader; another node forwards the request there).
+    pub async fn serve_join(&self, request: pb::JoinRequest) -> pb::JoinResponse {
+        let error = |error: KinesisError| pb::JoinResponse {
+            error: Some(kinesis_error_to_pb(&error)),
+        };
+        let Some(control) = self.control.get() else {
+            return error(KinesisError::unavailable("this node has not started yet"));
+        };
+        if !control.is_leader() {
+            let (Some(leader), Some(peers)) = (control.leader(), &self.peers) else {
+                return error(KinesisError::unavailable("no metadata leader known"));
+            };
+            return match peers.join(leader, request).await {
+                Ok(response) => response,
+                Err(failure) => error(KinesisError::unavailable(failure.to_string())),
+            };
+        }
+        if request.node_id == 0 {
+            return error(KinesisError::invalid_argument("node ids are positive"));
+        }
+        let record = NodeRecord {
+            id: request.node_id,
+            peer_addr: request.peer_addr.clone(),
+            api_addr: request.api_addr.clone(),
+            az: request.az.clone(),
+        };
+        if let Some(peers) = &self.peers {
+            peers.learn_addresses(&[(record.id, record.peer_addr.clone())]);
+        }
+        if let Err(failure) = control
+            .propose(ControlCommand::RegisterNode { node: record })
+            .await
+        {
+            return error(failure);
+        }
+        let node = ReplicaNode {
+            node: request.node_id,
+            addr: request.peer_addr,
+            az: request.az,
+        };
+        match control.group().add_learner(request.node_id, node).await {
+            Ok(()) => pb::JoinResponse { error: None },
+            Err(failure) => error(KinesisError::unavailable(format!(
+                "cannot add the learner: {failure}"
+            ))),
+        }
     }
 
     /// Makes sure the cluster is initialized and this node is registered.
@@ -404,14 +520,7 @@ impl Node {
     async fn reconcile(&self) {
         let control = self.control();
         let state = control.state();
-        if let Some(peers) = &self.peers {
-            let addresses: Vec<(u64, String)> = state
-                .nodes
-                .values()
-                .map(|node| (node.id, node.peer_addr.clone()))
-                .collect();
-            peers.learn_addresses(&addresses);
-        }
+        self.learn_addresses(&state);
         self.sync_local_replicas(&state).await;
         if control.is_leader() {
             self.record_shard_leaders(&state).await;

@@ -31,6 +31,7 @@ pub trait PeerClient: RaftClient {
         node: u64,
         request: pb::HibernateRequest,
     ) -> PeerResult<pb::HibernateResponse>;
+    fn join(&self, node: u64, request: pb::JoinRequest) -> PeerResult<pb::JoinResponse>;
 
     /// Learns where nodes are (from the control state). Transports that address nodes by
     /// network address keep this; others ignore it.

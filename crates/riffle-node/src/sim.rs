@@ -280,4 +280,10 @@ impl PeerClient for SimClient {
             target.serve_hibernate(request)
         })
     }
+
+    fn join(&self, node: u64, request: pb::JoinRequest) -> PeerResult<pb::JoinResponse> {
+        self.call(node, move |target| async move {
+            target.serve_join(request).await
+        })
+    }
 }

@@ -34,6 +34,10 @@ pub struct ServerArgs {
     /// (peer addresses). Every voter gets the same list; absent for a single node.
     #[arg(long, env = "RIFFLE_PEERS")]
     pub peers: Option<String>,
+    /// Join an existing cluster through this peer address of any member (instead of --peers):
+    /// the node becomes a learner of the metadata group and hosts shard replicas.
+    #[arg(long, env = "RIFFLE_JOIN")]
+    pub join: Option<String>,
     /// Kinesis API address other nodes and `cluster status` advertise (default: `listen`).
     #[arg(long, env = "RIFFLE_ADVERTISE_API")]
     pub advertise_api: Option<String>,
@@ -82,6 +86,7 @@ struct FileConfig {
     az: Option<String>,
     peer_listen: Option<SocketAddr>,
     peers: Option<String>,
+    join: Option<String>,
     advertise_api: Option<String>,
     advertise_peer: Option<String>,
     hibernate_after_secs: Option<u64>,
@@ -106,6 +111,8 @@ pub struct ServerConfig {
     pub peer_listen: Option<SocketAddr>,
     /// Metadata voters `(node id, peer address)`; empty for a single node.
     pub peers: Vec<(u64, String)>,
+    /// Peer address of a member to join through.
+    pub join: Option<String>,
     pub advertise_api: Option<String>,
     pub advertise_peer: Option<String>,
     pub hibernate_after_secs: u64,
@@ -167,6 +174,7 @@ impl ServerArgs {
                 .unwrap_or_else(|| "az-a".to_string()),
             peer_listen: self.peer_listen.or(file.peer_listen),
             peers: parse_peers(self.peers.clone().or(file.peers).as_deref().unwrap_or(""))?,
+            join: self.join.clone().or(file.join),
             advertise_api: self.advertise_api.clone().or(file.advertise_api),
             advertise_peer: self.advertise_peer.clone().or(file.advertise_peer),
             hibernate_after_secs: self

@@ -62,6 +62,9 @@ enum ClusterCommand {
     },
 }
 
+/// The transport's name for the member a joining node contacts (its real id is not known yet).
+const JOIN_VIA: u64 = u64::MAX;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
@@ -131,6 +134,7 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .unwrap_or_else(|| api_addr.to_string()),
         peer_addr: peer_addr.clone(),
         peers: config.peers.clone(),
+        join_via: config.join.as_ref().map(|_| JOIN_VIA),
         account: config.account_id.clone(),
         region: config.region.clone(),
         shard_limit: config.shard_limit,
@@ -139,9 +143,13 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         hibernate_after: Duration::from_secs(config.hibernate_after_secs),
         node_down_after: Duration::from_millis(1500),
     };
+    let mut known = config.peers.clone();
+    if let Some(address) = &config.join {
+        known.push((JOIN_VIA, address.clone()));
+    }
     let peers: Option<Arc<dyn PeerClient>> = peer_listener
         .as_ref()
-        .map(|_| GrpcPeers::new(&config.peers) as Arc<dyn PeerClient>);
+        .map(|_| GrpcPeers::new(&known) as Arc<dyn PeerClient>);
     let node = Node::new(node_config, storage.clone(), peers);
 
     // The peer service runs before the node starts: other nodes must reach this one while the

@@ -233,6 +233,27 @@ impl<M: Machine> Group<M> {
         }
     }
 
+    /// Adds a learner (a non-voting member that receives the log), without waiting for it to
+    /// catch up. Must run on the leader.
+    pub async fn add_learner(
+        &self,
+        replica: ReplicaId,
+        node: ReplicaNode,
+    ) -> Result<(), ProposeError> {
+        match self.raft.add_learner(replica, node, false).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                let leader = match (forward.leader_id, forward.leader_node) {
+                    (Some(id), Some(node)) => Some((id, node)),
+                    _ => None,
+                };
+                Err(ProposeError::NotLeader { leader })
+            }
+            Err(RaftError::APIError(other)) => Err(ProposeError::Stopped(other.to_string())),
+            Err(RaftError::Fatal(fatal)) => Err(ProposeError::Stopped(fatal.to_string())),
+        }
+    }
+
     /// Starts an election now (the preferred leader of a new group does, instead of waiting
     /// for an election timeout).
     pub async fn campaign(&self) -> Result<(), GroupError> {
