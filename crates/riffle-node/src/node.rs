@@ -26,6 +26,7 @@ use riffle_control::model::StreamStatus;
 use riffle_control::plane::CONTROL_GROUP;
 use riffle_control::plane::ControlMachine;
 use riffle_proto::peer as pb;
+use riffle_shard::consensus::AwakeSet;
 use riffle_shard::consensus::Group;
 use riffle_shard::consensus::GroupOptions;
 use riffle_shard::consensus::ProposeError;
@@ -142,6 +143,15 @@ pub struct Node {
     health: RwLock<HashMap<u64, PeerHealth>>,
     /// Which node leads each shard group, as last learned (hints, answers, the control state).
     leader_cache: RwLock<HashMap<u64, u64>>,
+    /// The local groups this node leads, as pings report them.
+    leading: RwLock<Vec<pb::LeaderOf>>,
+    /// Which local shard groups this node leads, by group: replica. Only awake groups can
+    /// change leadership, so only they are re-checked.
+    leading_groups: Mutex<HashMap<u64, u64>>,
+    /// Local shard groups that are awake (ticking).
+    awake: Arc<AwakeSet>,
+    /// The control state the local replicas were last fully reconciled with.
+    synced_state: Mutex<Option<Arc<ControlState>>>,
     started_at: Instant,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -163,16 +173,23 @@ impl Node {
         peers: Option<Arc<dyn PeerClient>>,
     ) -> Arc<Node> {
         let (stop, _) = watch::channel(false);
+        let awake = Arc::new(AwakeSet::default());
+        let mut shard_options = GroupOptions::shard();
+        shard_options.awake = Some(awake.clone());
         Arc::new(Node {
             config,
             storage,
             peers,
             control: OnceLock::new(),
             shards: RwLock::new(HashMap::new()),
-            shard_options: GroupOptions::shard(),
+            shard_options,
             token_key: RwLock::new(None),
             health: RwLock::new(HashMap::new()),
             leader_cache: RwLock::new(HashMap::new()),
+            leading: RwLock::new(Vec::new()),
+            leading_groups: Mutex::new(HashMap::new()),
+            awake,
+            synced_state: Mutex::new(None),
             started_at: Instant::now(),
             stop,
             tasks: Mutex::new(Vec::new()),
@@ -520,8 +537,21 @@ impl Node {
     async fn reconcile(&self) {
         let control = self.control();
         let state = control.state();
-        self.learn_addresses(&state);
-        self.sync_local_replicas(&state).await;
+        // The replica set only changes with the state (or after a failed start): skip the walk
+        // over every shard otherwise, idle nodes with thousands of shards must stay idle.
+        let unchanged = self
+            .synced_state
+            .lock()
+            .ok()
+            .and_then(|synced| synced.as_ref().map(|synced| Arc::ptr_eq(synced, &state)))
+            .unwrap_or(false);
+        if !unchanged {
+            self.learn_addresses(&state);
+            let complete = self.sync_local_replicas(&state).await;
+            if let Ok(mut synced) = self.synced_state.lock() {
+                *synced = complete.then(|| state.clone());
+            }
+        }
         if control.is_leader() {
             self.record_shard_leaders(&state).await;
             self.advance_lifecycles(&state).await;
@@ -529,7 +559,9 @@ impl Node {
     }
 
     /// Starts replicas placed on this node and drops those no longer in the state.
-    async fn sync_local_replicas(&self, state: &ControlState) {
+    /// Returns whether every wanted replica runs (else the next pass retries).
+    async fn sync_local_replicas(&self, state: &ControlState) -> bool {
+        let mut complete = true;
         let mut wanted: BTreeMap<u64, (&StreamRecord, &ShardRecord)> = BTreeMap::new();
         for stream in state.streams.values() {
             for shard in &stream.shards {
@@ -547,6 +579,7 @@ impl Node {
                 continue;
             }
             if let Err(error) = self.start_replica(state, shard).await {
+                complete = false;
                 tracing::error!(stream = %stream.name, shard = %shard.id(), group, %error, "cannot start shard replica");
             }
         }
@@ -566,6 +599,10 @@ impl Node {
                 .and_then(|mut shards| shards.remove(&group));
             if let Some(replica) = replica {
                 replica.shutdown().await;
+            }
+            self.awake.forget(group);
+            if let Ok(mut leading) = self.leading_groups.lock() {
+                leading.remove(&group);
             }
             match self.drop_storage_group(group).await {
                 Ok(()) => tracing::info!(group, "dropped shard replica"),
@@ -587,6 +624,7 @@ impl Node {
                 tracing::error!(group, %error, "cannot drop orphaned group");
             }
         }
+        complete
     }
 
     /// Removes a group's log and state from storage (a durable, blocking call: kept off the
@@ -665,11 +703,9 @@ impl Node {
                 }
             }
         }
-        if let Ok(shards) = self.shards.read() {
-            for (group, replica) in shards.iter() {
-                if replica.group().is_leader() {
-                    leaders.insert(*group, self.config.node_id);
-                }
+        if let Ok(leading) = self.leading.read() {
+            for leader in leading.iter() {
+                leaders.insert(leader.group, self.config.node_id);
             }
         }
         leaders
@@ -1256,17 +1292,41 @@ impl Node {
     }
 
     pub fn serve_ping(&self, _request: pb::PingRequest) -> pb::PingResponse {
-        let mut leading = Vec::new();
-        if let Ok(shards) = self.shards.read() {
-            for (group, replica) in shards.iter() {
-                if replica.group().is_leader() {
-                    leading.push(pb::LeaderOf {
-                        group: *group,
-                        replica: replica.group().replica(),
-                    });
+        let leading = self
+            .leading
+            .read()
+            .map(|leading| leading.clone())
+            .unwrap_or_default();
+        pb::PingResponse {
+            node_id: self.config.node_id,
+            leading,
+        }
+    }
+
+    /// Recomputes which local groups this node leads (what pings report). Done once per
+    /// liveness round rather than per ping, so that it costs O(groups) twice a second.
+    fn refresh_leading(&self) {
+        let Ok(mut groups) = self.leading_groups.lock() else {
+            return;
+        };
+        for group in self.awake.snapshot() {
+            match self.local_shard(group) {
+                Some(replica) if replica.group().is_leader() => {
+                    groups.insert(group, replica.group().replica());
+                }
+                _ => {
+                    groups.remove(&group);
                 }
             }
         }
+        let mut leading: Vec<pb::LeaderOf> = groups
+            .iter()
+            .map(|(group, replica)| pb::LeaderOf {
+                group: *group,
+                replica: *replica,
+            })
+            .collect();
+        drop(groups);
         if let Some(control) = self.control.get()
             && control.is_leader()
         {
@@ -1275,9 +1335,8 @@ impl Node {
                 replica: self.config.node_id,
             });
         }
-        pb::PingResponse {
-            node_id: self.config.node_id,
-            leading,
+        if let Ok(mut slot) = self.leading.write() {
+            *slot = leading;
         }
     }
 
@@ -1491,19 +1550,18 @@ impl Node {
     /// the node returns, so that it catches up.
     async fn hibernate_quiet_groups(&self) {
         let down = self.down_nodes();
-        let candidates: Vec<ShardReplica> = match self.shards.read() {
-            Ok(shards) => shards
-                .values()
-                .filter(|replica| {
-                    let group = replica.group();
-                    !group.is_hibernating()
-                        && group.idle_for() >= self.config.hibernate_after
-                        && group.is_quiet_and_replicated(&down)
-                })
-                .cloned()
-                .collect(),
-            Err(_) => return,
-        };
+        let candidates: Vec<ShardReplica> = self
+            .awake
+            .snapshot()
+            .into_iter()
+            .filter_map(|group| self.local_shard(group))
+            .filter(|replica| {
+                let group = replica.group();
+                !group.is_hibernating()
+                    && group.idle_for() >= self.config.hibernate_after
+                    && group.is_quiet_and_replicated(&down)
+            })
+            .collect();
         for replica in candidates {
             let group = replica.group();
             let followers: Vec<(u64, ReplicaNode)> = group
@@ -1536,6 +1594,9 @@ impl Node {
                 && group.is_quiet_and_replicated(&down)
                 && group.idle_for() >= self.config.hibernate_after
             {
+                if let Ok(mut leading) = self.leading_groups.lock() {
+                    leading.insert(group.id(), group.replica());
+                }
                 group.hibernate();
             }
         }
@@ -1616,7 +1677,7 @@ impl RaftCall {
 async fn run_agent(node: Arc<Node>) {
     let mut stop = node.stop.subscribe();
     let mut state = node.control().watch();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut retention = tokio::time::interval(node.config.retention_interval);
     loop {
         tokio::select! {
@@ -1642,17 +1703,26 @@ async fn run_agent(node: Arc<Node>) {
 async fn run_liveness(node: Arc<Node>) {
     let mut stop = node.stop.subscribe();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut round = 0u64;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            _ = tick.tick() => node.ping_all().await,
+            _ = tick.tick() => {
+                // Pings go out every round (failure detection); what this node leads changes
+                // rarely and costs a pass over every group, so it is refreshed every other round.
+                round += 1;
+                if round % 2 == 1 {
+                    node.refresh_leading();
+                }
+                node.ping_all().await;
+            }
         }
     }
 }
 
 async fn run_hibernation(node: Arc<Node>) {
     let mut stop = node.stop.subscribe();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
             _ = stop.changed() => break,

@@ -39,6 +39,40 @@ use riffle_proto::peer as pb;
 
 type RaftHandle<M> = openraft::Raft<TypeConfig, StateMachineStore<M>>;
 
+/// The groups of a node that are awake (ticking), so that periodic work can visit only them:
+/// a node may host thousands of sleeping groups, and touching each costs memory traffic.
+#[derive(Debug, Default)]
+pub struct AwakeSet {
+    groups: std::sync::Mutex<HashSet<GroupId>>,
+}
+
+impl AwakeSet {
+    fn set(&self, group: GroupId, awake: bool) {
+        let mut groups = match self.groups.lock() {
+            Ok(groups) => groups,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if awake {
+            groups.insert(group);
+        } else {
+            groups.remove(&group);
+        }
+    }
+
+    /// The awake groups right now.
+    pub fn snapshot(&self) -> Vec<GroupId> {
+        match self.groups.lock() {
+            Ok(groups) => groups.iter().copied().collect(),
+            Err(poisoned) => poisoned.into_inner().iter().copied().collect(),
+        }
+    }
+
+    /// Forgets a group that stopped.
+    pub fn forget(&self, group: GroupId) {
+        self.set(group, false);
+    }
+}
+
 /// Timers and log policy of one kind of group.
 #[derive(Clone, Debug)]
 pub struct GroupOptions {
@@ -50,6 +84,8 @@ pub struct GroupOptions {
     /// Purge the log automatically behind snapshots (keeping this many entries), or never
     /// (`None`: the application purges, e.g. shard retention).
     pub keep_after_snapshot: Option<u64>,
+    /// Where the group records whether it is awake, if anywhere.
+    pub awake: Option<Arc<AwakeSet>>,
 }
 
 impl GroupOptions {
@@ -63,6 +99,7 @@ impl GroupOptions {
             election_timeout_max_ms: 2000,
             snapshot_every: None,
             keep_after_snapshot: None,
+            awake: None,
         }
     }
 
@@ -74,6 +111,7 @@ impl GroupOptions {
             election_timeout_max_ms: 1000,
             snapshot_every: Some(1000),
             keep_after_snapshot: Some(1000),
+            awake: None,
         }
     }
 
@@ -147,11 +185,21 @@ pub struct Group<M: Machine> {
     raft: RaftHandle<M>,
     state_machine: StateMachineStore<M>,
     activity: Arc<Activity>,
+    /// Kept rather than asked of openraft per call: making a receiver is far costlier than
+    /// reading one, and leadership is read for every group on every liveness round.
+    server_metrics: ServerMetricsWatch,
 }
+
+type ServerMetricsWatch = openraft::type_config::alias::WatchReceiverOf<
+    TypeConfig,
+    openraft::metrics::RaftServerMetrics<TypeConfig>,
+>;
 
 /// What hibernation needs to know about a group, shared by its handles.
 #[derive(Debug)]
 struct Activity {
+    group: GroupId,
+    awake_set: Option<Arc<AwakeSet>>,
     hibernating: AtomicBool,
     /// When this replica last proposed, read or was woken (ms since `epoch`).
     last_active_ms: AtomicU64,
@@ -178,6 +226,7 @@ impl<M: Machine> Clone for Group<M> {
             raft: self.raft.clone(),
             state_machine: self.state_machine.clone(),
             activity: self.activity.clone(),
+            server_metrics: self.server_metrics.clone(),
         }
     }
 }
@@ -199,17 +248,24 @@ impl<M: Machine> Group<M> {
         let raft = openraft::Raft::new(replica, config, network, log_store, state_machine.clone())
             .await
             .map_err(|fatal| GroupError::Stopped(fatal.to_string()))?;
+        if let Some(awake) = &options.awake {
+            awake.set(id, true);
+        }
         let activity = Arc::new(Activity {
+            group: id,
+            awake_set: options.awake.clone(),
             hibernating: AtomicBool::new(false),
             last_active_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         });
+        let server_metrics = raft.server_metrics();
         Ok(Group {
             id,
             replica,
             raft,
             state_machine,
             activity,
+            server_metrics,
         })
     }
 
@@ -285,7 +341,7 @@ impl<M: Machine> Group<M> {
 
     /// The current leader's replica id, if known.
     pub fn leader(&self) -> Option<ReplicaId> {
-        self.raft.server_metrics().borrow_watched().current_leader
+        self.server_metrics.borrow_watched().current_leader
     }
 
     /// Waits until the group knows a leader (or `timeout` passes).
@@ -389,6 +445,9 @@ impl<M: Machine> Group<M> {
     pub fn hibernate(&self) {
         if !self.activity.hibernating.swap(true, Ordering::AcqRel) {
             self.raft.runtime_config().tick(false);
+            if let Some(awake) = &self.activity.awake_set {
+                awake.set(self.activity.group, false);
+            }
             tracing::debug!(group = self.id, "hibernating");
         }
     }
@@ -397,6 +456,9 @@ impl<M: Machine> Group<M> {
     pub fn wake(&self) {
         self.activity.touch();
         if self.activity.hibernating.swap(false, Ordering::AcqRel) {
+            if let Some(awake) = &self.activity.awake_set {
+                awake.set(self.activity.group, true);
+            }
             self.raft.runtime_config().tick(true);
             tracing::debug!(group = self.id, "woken");
         }
@@ -445,7 +507,7 @@ impl<M: Machine> Group<M> {
 
     /// The replicas of the group (voters and learners) with the nodes hosting them.
     pub fn members(&self) -> Vec<(ReplicaId, ReplicaNode)> {
-        let metrics = self.raft.server_metrics().borrow_watched().clone();
+        let metrics = self.server_metrics.borrow_watched();
         metrics
             .membership_config
             .nodes()
@@ -455,7 +517,7 @@ impl<M: Machine> Group<M> {
 
     /// This replica's current vote, on the wire (the leader it follows).
     pub fn vote(&self) -> pb::Vote {
-        wire::vote_to_pb(&self.raft.server_metrics().borrow_watched().vote)
+        wire::vote_to_pb(&self.server_metrics.borrow_watched().vote)
     }
 
     /// Makes this replica go to sleep if it follows the leader that asks (`leader_vote`) and

@@ -11,6 +11,7 @@ mod types;
 mod wire;
 
 pub use codec::record_command;
+pub use group::AwakeSet;
 pub use group::Group;
 pub use group::GroupError;
 pub use group::GroupOptions;
