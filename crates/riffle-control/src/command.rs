@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::model::ClusterInfo;
 use crate::model::ControlState;
 use crate::model::NodeRecord;
+use crate::model::ReplicaMove;
 use crate::model::ReplicaRecord;
 use crate::model::ShardRecord;
 use crate::model::ShardState;
@@ -23,6 +24,8 @@ use crate::model::StreamMode;
 use crate::model::StreamRecord;
 use crate::model::StreamStatus;
 use crate::placement::Placer;
+use crate::reshard;
+use crate::reshard::ReshardPlan;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RetentionChange {
@@ -51,6 +54,9 @@ pub enum ControlCommand {
         now_ms: u64,
         shard_limit: u32,
         replication_factor: u32,
+        /// Nodes the proposer knows are down: placed on only when nothing else is left.
+        #[serde(default)]
+        avoid: Vec<u64>,
     },
     /// Every shard group of a CREATING or UPDATING stream is running: it becomes ACTIVE.
     StreamActive {
@@ -84,12 +90,73 @@ pub enum ControlCommand {
         new_start: HashKey,
         now_ms: u64,
         shard_limit: u32,
+        #[serde(default)]
+        avoid: Vec<u64>,
     },
     MergeShards {
         name: String,
         shard: u32,
         adjacent: u32,
         now_ms: u64,
+        #[serde(default)]
+        avoid: Vec<u64>,
+    },
+    /// UpdateShardCount: reshard (through intermediate steps) to `target` equal open shards.
+    UpdateShardCount {
+        name: String,
+        target: u32,
+        now_ms: u64,
+        shard_limit: u32,
+    },
+    /// A scheduler step: splits and merges of open shards (scaling or on-demand load).
+    ReshardStep {
+        name: String,
+        created_ms: u64,
+        plan: ReshardPlan,
+        reason: String,
+        now_ms: u64,
+        shard_limit: u32,
+        #[serde(default)]
+        avoid: Vec<u64>,
+    },
+    UpdateStreamMode {
+        name: String,
+        mode: StreamMode,
+        now_ms: u64,
+    },
+    /// Drain a node (leaders move away, nothing new is placed there) or take it back.
+    SetDraining {
+        node: u64,
+        draining: bool,
+    },
+    /// Start replacing a replica of a shard by a new one on `to_node`.
+    StartReplicaMove {
+        name: String,
+        created_ms: u64,
+        shard: u32,
+        from_replica: u64,
+        to_node: u64,
+        reason: String,
+        now_ms: u64,
+    },
+    /// The shard group's membership now has the new replica as a voter and not the old one.
+    FinishReplicaMove {
+        name: String,
+        created_ms: u64,
+        shard: u32,
+        from_replica: u64,
+        to_replica: u64,
+    },
+    /// Give up a move that has not changed the group's voters (the new replica is dropped).
+    CancelReplicaMove {
+        name: String,
+        created_ms: u64,
+        shard: u32,
+        to_replica: u64,
+    },
+    /// The scheduler's leader placement: `(group, node)` pairs whose preferred leader changes.
+    SetPreferredLeaders {
+        leaders: Vec<(u64, u64)>,
     },
     /// Shard leaders as observed by the metadata leader: `(group, node)` pairs that changed.
     ShardLeaders {
@@ -119,6 +186,14 @@ impl ControlCommand {
             ControlCommand::SetRetention { .. } => "SetRetention",
             ControlCommand::SplitShard { .. } => "SplitShard",
             ControlCommand::MergeShards { .. } => "MergeShards",
+            ControlCommand::UpdateShardCount { .. } => "UpdateShardCount",
+            ControlCommand::ReshardStep { .. } => "ReshardStep",
+            ControlCommand::UpdateStreamMode { .. } => "UpdateStreamMode",
+            ControlCommand::SetDraining { .. } => "SetDraining",
+            ControlCommand::StartReplicaMove { .. } => "StartReplicaMove",
+            ControlCommand::FinishReplicaMove { .. } => "FinishReplicaMove",
+            ControlCommand::CancelReplicaMove { .. } => "CancelReplicaMove",
+            ControlCommand::SetPreferredLeaders { .. } => "SetPreferredLeaders",
             ControlCommand::ShardLeaders { .. } => "ShardLeaders",
             ControlCommand::ShardSealed { .. } => "ShardSealed",
         }
@@ -164,7 +239,12 @@ pub fn apply(
             state.next_replica = state.next_replica.max(1);
             Ok(ControlReply::Done)
         }
-        ControlCommand::RegisterNode { node } => {
+        ControlCommand::RegisterNode { mut node } => {
+            // Draining is decided by operators, not by a node re-registering.
+            node.draining = state
+                .nodes
+                .get(&node.id)
+                .is_some_and(|known| known.draining);
             if state.nodes.get(&node.id) == Some(&node) {
                 return Ok(ControlReply::Unchanged);
             }
@@ -179,6 +259,7 @@ pub fn apply(
             now_ms,
             shard_limit,
             replication_factor,
+            avoid,
         } => {
             if state.streams.contains_key(&name) {
                 return Err(KinesisError::in_use(format!(
@@ -189,7 +270,7 @@ pub fn apply(
             check_shard_limit(state, &names, shard_count, shard_limit)?;
             let ranges = HashKeyRange::split_evenly(shard_count);
             let mut shards = Vec::with_capacity(ranges.len());
-            let mut placer = Placer::new(state);
+            let mut placer = Placer::new(state, &avoid);
             for (index, range) in ranges.into_iter().enumerate() {
                 let shard = new_shard(
                     state,
@@ -201,6 +282,7 @@ pub fn apply(
                         adjacent_parent: None,
                         now_ms,
                         replication_factor,
+                        reason: "CreateStream".to_string(),
                     },
                 )?;
                 shards.push(shard);
@@ -213,6 +295,8 @@ pub fn apply(
                 retention_hours: limits::DEFAULT_RETENTION_HOURS,
                 shards,
                 tags,
+                scaling_target: None,
+                last_resharded_ms: now_ms,
             };
             state.streams.insert(name, Arc::new(stream));
             Ok(ControlReply::StreamCreated { created_ms: now_ms })
@@ -225,7 +309,11 @@ pub fn apply(
                 .shards
                 .iter()
                 .any(|shard| shard.state == ShardState::Closing);
+            let scaling = stream
+                .scaling_target
+                .is_some_and(|target| !reshard::is_uniform(stream, target));
             if busy
+                || scaling
                 || !matches!(
                     stream.status,
                     StreamStatus::Creating | StreamStatus::Updating
@@ -233,6 +321,7 @@ pub fn apply(
             {
                 return Ok(ControlReply::Unchanged);
             }
+            stream.scaling_target = None;
             stream.status = StreamStatus::Active;
             Ok(ControlReply::Done)
         }
@@ -327,8 +416,8 @@ pub fn apply(
             new_start,
             now_ms,
             shard_limit,
+            avoid,
         } => {
-            let replication_factor = replication_of(state, &name);
             {
                 let stream = stream_ref(state, &name, &names)?;
                 check_reshardable(stream, &names)?;
@@ -347,41 +436,12 @@ pub fn apply(
                 }
             }
             check_shard_limit(state, &names, 1, shard_limit)?;
-            let parent_range = stream_ref(state, &name, &names)?.shards[shard as usize].range;
-            let (low, high) = parent_range
-                .split_at(new_start)
-                .map_err(|error| KinesisError::invalid_argument(error.to_string()))?;
-            let first_child = stream_ref(state, &name, &names)?.shards.len() as u32;
-            let mut placer = Placer::new(state);
-            let low_child = new_shard(
-                state,
-                &mut placer,
-                ShardSpec {
-                    index: first_child,
-                    range: low,
-                    parent: Some(shard),
-                    adjacent_parent: None,
-                    now_ms,
-                    replication_factor,
-                },
-            )?;
-            let high_child = new_shard(
-                state,
-                &mut placer,
-                ShardSpec {
-                    index: first_child + 1,
-                    range: high,
-                    parent: Some(shard),
-                    adjacent_parent: None,
-                    now_ms,
-                    replication_factor,
-                },
-            )?;
-            let stream = stream_mut(state, &name, &names)?;
-            stream.shards[shard as usize].state = ShardState::Closing;
-            stream.shards.push(low_child);
-            stream.shards.push(high_child);
-            stream.status = StreamStatus::Updating;
+            let plan = ReshardPlan {
+                splits: vec![(shard, new_start)],
+                merges: Vec::new(),
+            };
+            let reason = format!("SplitShard of {}", ShardId(shard));
+            apply_reshard(state, &name, &plan, &reason, now_ms, &avoid, &names)?;
             Ok(ControlReply::Done)
         }
         ControlCommand::MergeShards {
@@ -389,9 +449,9 @@ pub fn apply(
             shard,
             adjacent,
             now_ms,
+            avoid,
         } => {
-            let replication_factor = replication_of(state, &name);
-            let (range, child_index) = {
+            {
                 let stream = stream_ref(state, &name, &names)?;
                 check_reshardable(stream, &names)?;
                 let first = open_shard(stream, shard, &names)?;
@@ -404,55 +464,216 @@ pub fn apply(
                         names.account
                     )));
                 }
-                (first.range.union(&second.range), stream.shards.len() as u32)
+            }
+            let plan = ReshardPlan {
+                splits: Vec::new(),
+                merges: vec![(shard, adjacent)],
             };
-            let mut placer = Placer::new(state);
-            let child = new_shard(
-                state,
-                &mut placer,
-                ShardSpec {
-                    index: child_index,
-                    range,
-                    parent: Some(shard),
-                    adjacent_parent: Some(adjacent),
-                    now_ms,
-                    replication_factor,
-                },
-            )?;
+            let reason = format!(
+                "MergeShards of {} and {}",
+                ShardId(shard),
+                ShardId(adjacent)
+            );
+            apply_reshard(state, &name, &plan, &reason, now_ms, &avoid, &names)?;
+            Ok(ControlReply::Done)
+        }
+        ControlCommand::UpdateShardCount {
+            name,
+            target,
+            now_ms: _,
+            shard_limit,
+        } => {
+            let stream = stream_ref(state, &name, &names)?;
+            if stream.mode == StreamMode::OnDemand {
+                return Err(KinesisError::validation(format!(
+                    "Request is invalid. Stream {name} under account {} is in On-Demand mode.",
+                    names.account
+                )));
+            }
+            require_status(stream, &names, &[StreamStatus::Active])?;
+            let open = stream.open_shard_count() as u32;
+            if target > open.saturating_mul(2) {
+                return Err(KinesisError::limit_exceeded(format!(
+                    "UpdateShardCount cannot scale up over double your current open shard count. Current open shard count: {open}, Target shard count: {target}"
+                )));
+            }
+            if target < open / 2 {
+                return Err(KinesisError::limit_exceeded(format!(
+                    "UpdateShardCount cannot scale down below half your current open shard count. Current open shard count: {open}, Target shard count: {target}"
+                )));
+            }
+            let total_open = open_shard_total(state) as u32;
+            if target > limits::MAX_SHARDS_PER_STREAM || total_open - open + target > shard_limit {
+                return Err(KinesisError::limit_exceeded(format!(
+                    "Target shard count or number of open shards cannot be greater than {shard_limit}. Current open shard count: {open}, Target shard count: {target}"
+                )));
+            }
+            if reshard::is_uniform(stream, target) {
+                return Ok(ControlReply::Unchanged);
+            }
             let stream = stream_mut(state, &name, &names)?;
-            stream.shards[shard as usize].state = ShardState::Closing;
-            stream.shards[adjacent as usize].state = ShardState::Closing;
-            stream.shards.push(child);
+            stream.scaling_target = Some(target);
             stream.status = StreamStatus::Updating;
             Ok(ControlReply::Done)
         }
-        ControlCommand::ShardLeaders { leaders } => {
-            let wanted: std::collections::HashMap<u64, u64> = leaders.into_iter().collect();
-            let mut changed = false;
-            for stream in state.streams.values_mut() {
-                let needs_update = stream.shards.iter().any(|shard| {
-                    wanted
-                        .get(&shard.group)
-                        .is_some_and(|node| shard.leader != Some(*node))
-                });
-                if !needs_update {
-                    continue;
-                }
-                for shard in &mut Arc::make_mut(stream).shards {
-                    if let Some(node) = wanted.get(&shard.group)
-                        && shard.leader != Some(*node)
-                        && shard.replicas.iter().any(|r| r.node == *node)
-                    {
-                        shard.leader = Some(*node);
-                        changed = true;
-                    }
+        ControlCommand::ReshardStep {
+            name,
+            created_ms,
+            plan,
+            reason,
+            now_ms,
+            shard_limit,
+            avoid,
+        } => {
+            let Some(stream) = state
+                .streams
+                .get(&name)
+                .filter(|stream| stream.created_ms == created_ms)
+            else {
+                return Ok(ControlReply::Unchanged);
+            };
+            let settled = matches!(stream.status, StreamStatus::Active | StreamStatus::Updating)
+                && !stream
+                    .shards
+                    .iter()
+                    .any(|shard| shard.state == ShardState::Closing);
+            if !settled || plan.is_empty() {
+                return Ok(ControlReply::Unchanged);
+            }
+            let added = plan.added_open_shards().max(0) as u32;
+            check_shard_limit(state, &names, added, shard_limit)?;
+            apply_reshard(state, &name, &plan, &reason, now_ms, &avoid, &names)?;
+            Ok(ControlReply::Done)
+        }
+        ControlCommand::UpdateStreamMode {
+            name,
+            mode,
+            now_ms: _,
+        } => {
+            let stream = stream_mut(state, &name, &names)?;
+            require_status(stream, &names, &[StreamStatus::Active])?;
+            if stream.mode == mode {
+                return Ok(ControlReply::Unchanged);
+            }
+            stream.mode = mode;
+            Ok(ControlReply::Done)
+        }
+        ControlCommand::SetDraining { node, draining } => {
+            let Some(record) = state.nodes.get_mut(&node) else {
+                return Err(KinesisError::not_found(format!(
+                    "Node {node} is not part of the cluster."
+                )));
+            };
+            if record.draining == draining {
+                return Ok(ControlReply::Unchanged);
+            }
+            record.draining = draining;
+            Ok(ControlReply::Done)
+        }
+        ControlCommand::StartReplicaMove {
+            name,
+            created_ms,
+            shard,
+            from_replica,
+            to_node,
+            reason,
+            now_ms,
+        } => {
+            if !state.nodes.contains_key(&to_node) {
+                return Ok(ControlReply::Unchanged);
+            }
+            let to_replica = state.next_replica.max(1);
+            let Some(stream) = incarnation_mut(state, &name, created_ms) else {
+                return Ok(ControlReply::Unchanged);
+            };
+            let Some(record) = stream.shards.get_mut(shard as usize) else {
+                return Ok(ControlReply::Unchanged);
+            };
+            let moving_ok = record.moving.is_none()
+                && record
+                    .voters()
+                    .any(|replica| replica.replica == from_replica)
+                && !record
+                    .replicas
+                    .iter()
+                    .any(|replica| replica.node == to_node);
+            if !moving_ok {
+                return Ok(ControlReply::Unchanged);
+            }
+            record.replicas.push(ReplicaRecord {
+                replica: to_replica,
+                node: to_node,
+                learner: true,
+            });
+            record.moving = Some(ReplicaMove {
+                from_replica,
+                to_replica,
+                reason,
+                started_ms: now_ms,
+            });
+            state.next_replica = to_replica + 1;
+            Ok(ControlReply::Done)
+        }
+        ControlCommand::FinishReplicaMove {
+            name,
+            created_ms,
+            shard,
+            from_replica,
+            to_replica,
+        } => {
+            let Some(stream) = incarnation_mut(state, &name, created_ms) else {
+                return Ok(ControlReply::Unchanged);
+            };
+            let Some(record) = stream.shards.get_mut(shard as usize) else {
+                return Ok(ControlReply::Unchanged);
+            };
+            let matches = record.moving.as_ref().is_some_and(|moving| {
+                moving.from_replica == from_replica && moving.to_replica == to_replica
+            });
+            if !matches {
+                return Ok(ControlReply::Unchanged);
+            }
+            record
+                .replicas
+                .retain(|replica| replica.replica != from_replica);
+            for replica in &mut record.replicas {
+                if replica.replica == to_replica {
+                    replica.learner = false;
                 }
             }
-            Ok(if changed {
-                ControlReply::Done
-            } else {
-                ControlReply::Unchanged
-            })
+            record.moving = None;
+            Ok(ControlReply::Done)
+        }
+        ControlCommand::CancelReplicaMove {
+            name,
+            created_ms,
+            shard,
+            to_replica,
+        } => {
+            let Some(stream) = incarnation_mut(state, &name, created_ms) else {
+                return Ok(ControlReply::Unchanged);
+            };
+            let Some(record) = stream.shards.get_mut(shard as usize) else {
+                return Ok(ControlReply::Unchanged);
+            };
+            if record
+                .moving
+                .as_ref()
+                .is_none_or(|moving| moving.to_replica != to_replica)
+            {
+                return Ok(ControlReply::Unchanged);
+            }
+            record
+                .replicas
+                .retain(|replica| replica.replica != to_replica);
+            record.moving = None;
+            Ok(ControlReply::Done)
+        }
+        ControlCommand::SetPreferredLeaders { leaders } => {
+            Ok(set_node_by_group(state, leaders, NodeField::Preferred))
+        }
+        ControlCommand::ShardLeaders { leaders } => {
+            Ok(set_node_by_group(state, leaders, NodeField::Leader))
         }
         ControlCommand::ShardSealed {
             name,
@@ -476,6 +697,151 @@ pub fn apply(
             };
             Ok(ControlReply::Done)
         }
+    }
+}
+
+/// Applies a plan's splits and merges to the stream's open shards: children are created with
+/// placement, parents become `Closing` (sealed by the agent once the children run), the stream
+/// becomes `UPDATING`. Validates everything first, so a bad plan changes nothing.
+fn apply_reshard(
+    state: &mut ControlState,
+    name: &str,
+    plan: &ReshardPlan,
+    reason: &str,
+    now_ms: u64,
+    avoid: &[u64],
+    names: &Names,
+) -> Result<(), KinesisError> {
+    let replication_factor = replication_of(state, name);
+    let mut children: Vec<ShardSpec> = Vec::new();
+    {
+        let stream = stream_ref(state, name, names)?;
+        let mut next_index = stream.shards.len() as u32;
+        let mut touched: Vec<u32> = Vec::new();
+        for (shard, new_start) in &plan.splits {
+            let parent = open_shard(stream, *shard, names)?;
+            let (low, high) = parent
+                .range
+                .split_at(*new_start)
+                .map_err(|error| KinesisError::invalid_argument(error.to_string()))?;
+            touched.push(*shard);
+            for range in [low, high] {
+                children.push(ShardSpec {
+                    index: next_index,
+                    range,
+                    parent: Some(*shard),
+                    adjacent_parent: None,
+                    now_ms,
+                    replication_factor,
+                    reason: reason.to_string(),
+                });
+                next_index += 1;
+            }
+        }
+        for (shard, adjacent) in &plan.merges {
+            let first = open_shard(stream, *shard, names)?;
+            let second = open_shard(stream, *adjacent, names)?;
+            if shard == adjacent || !first.range.is_adjacent(&second.range) {
+                return Err(KinesisError::invalid_argument(format!(
+                    "Shards {} and {} in stream {name} under account {} are not an adjacent pair of shards eligible for merging",
+                    ShardId(*shard),
+                    ShardId(*adjacent),
+                    names.account
+                )));
+            }
+            touched.extend([*shard, *adjacent]);
+            children.push(ShardSpec {
+                index: next_index,
+                range: first.range.union(&second.range),
+                parent: Some(*shard),
+                adjacent_parent: Some(*adjacent),
+                now_ms,
+                replication_factor,
+                reason: reason.to_string(),
+            });
+            next_index += 1;
+        }
+        let mut unique = touched.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        if unique.len() != touched.len() {
+            return Err(KinesisError::invalid_argument(
+                "a shard appears twice in one resharding step",
+            ));
+        }
+    }
+    let mut placer = Placer::new(state, avoid);
+    let mut created = Vec::with_capacity(children.len());
+    for spec in children {
+        created.push(new_shard(state, &mut placer, spec)?);
+    }
+    let stream = stream_mut(state, name, names)?;
+    for (shard, _) in &plan.splits {
+        stream.shards[*shard as usize].state = ShardState::Closing;
+    }
+    for (shard, adjacent) in &plan.merges {
+        stream.shards[*shard as usize].state = ShardState::Closing;
+        stream.shards[*adjacent as usize].state = ShardState::Closing;
+    }
+    stream.shards.extend(created);
+    stream.status = StreamStatus::Updating;
+    stream.last_resharded_ms = now_ms;
+    Ok(())
+}
+
+/// A per-shard node field set by group.
+#[derive(Clone, Copy)]
+enum NodeField {
+    Leader,
+    Preferred,
+}
+
+impl NodeField {
+    fn of(self, shard: &mut ShardRecord) -> &mut Option<u64> {
+        match self {
+            NodeField::Leader => &mut shard.leader,
+            NodeField::Preferred => &mut shard.preferred,
+        }
+    }
+
+    fn get(self, shard: &ShardRecord) -> Option<u64> {
+        match self {
+            NodeField::Leader => shard.leader,
+            NodeField::Preferred => shard.preferred,
+        }
+    }
+}
+
+/// Sets `field` of the shards of the given groups to nodes that host one of their voting
+/// replicas; streams without a change are not copied.
+fn set_node_by_group(
+    state: &mut ControlState,
+    changes: Vec<(u64, u64)>,
+    field: NodeField,
+) -> ControlReply {
+    let wanted: std::collections::HashMap<u64, u64> = changes.into_iter().collect();
+    let applies = |shard: &ShardRecord| {
+        wanted
+            .get(&shard.group)
+            .filter(|node| field.get(shard) != Some(**node) && shard.has_voter_on(**node))
+            .copied()
+    };
+    let mut changed = false;
+    for stream in state.streams.values_mut() {
+        if !stream.shards.iter().any(|shard| applies(shard).is_some()) {
+            continue;
+        }
+        for shard in &mut Arc::make_mut(stream).shards {
+            if let Some(node) = applies(shard) {
+                *field.of(shard) = Some(node);
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        ControlReply::Done
+    } else {
+        ControlReply::Unchanged
     }
 }
 
@@ -636,6 +1002,7 @@ struct ShardSpec {
     adjacent_parent: Option<u32>,
     now_ms: u64,
     replication_factor: u32,
+    reason: String,
 }
 
 fn new_shard(
@@ -655,7 +1022,11 @@ fn new_shard(
     for node in nodes {
         let replica = state.next_replica.max(1);
         state.next_replica = replica + 1;
-        replicas.push(ReplicaRecord { replica, node });
+        replicas.push(ReplicaRecord {
+            replica,
+            node,
+            learner: false,
+        });
     }
     Ok(ShardRecord {
         index: spec.index,
@@ -667,6 +1038,9 @@ fn new_shard(
         state: ShardState::Open,
         replicas,
         leader: None,
+        reason: Some(spec.reason),
+        moving: None,
+        preferred: None,
     })
 }
 
@@ -695,6 +1069,7 @@ mod tests {
                     peer_addr: "p".into(),
                     api_addr: "a".into(),
                     az: "az-a".into(),
+                    draining: false,
                 },
             },
         )
@@ -717,6 +1092,7 @@ mod tests {
                 now_ms: 2_000,
                 shard_limit: 10,
                 replication_factor: 3,
+                avoid: Vec::new(),
             },
         )
     }
@@ -794,6 +1170,7 @@ mod tests {
                     new_start: HashKey(key),
                     now_ms: 3_000,
                     shard_limit: 10,
+                    avoid: Vec::new(),
                 },
             )
         };
@@ -862,6 +1239,7 @@ mod tests {
                     shard: a,
                     adjacent: b,
                     now_ms: 5,
+                    avoid: Vec::new(),
                 },
             )
         };

@@ -9,6 +9,8 @@ pub mod command;
 pub mod model;
 pub mod placement;
 pub mod plane;
+pub mod reshard;
+pub mod scheduler;
 
 pub use command::ControlCommand;
 pub use command::ControlReply;

@@ -47,6 +47,9 @@ pub struct NodeRecord {
     /// Address of this node's Kinesis API.
     pub api_addr: String,
     pub az: String,
+    /// Being drained: leaders move away and no new replicas are placed here.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +106,12 @@ pub struct StreamRecord {
     /// retention removes their data).
     pub shards: Vec<ShardRecord>,
     pub tags: BTreeMap<String, String>,
+    /// UpdateShardCount in progress: the open-shard count the stream is being resharded to.
+    #[serde(default)]
+    pub scaling_target: Option<u32>,
+    /// When the stream was last resharded (for on-demand scaling cooldowns).
+    #[serde(default)]
+    pub last_resharded_ms: u64,
 }
 
 /// Where a shard is in its life.
@@ -122,6 +131,10 @@ pub struct ReplicaRecord {
     /// Raft member id, never reused.
     pub replica: u64,
     pub node: u64,
+    /// A replica being added (to replace another): it starts empty, catches up as a learner,
+    /// and becomes a voter when the move finishes.
+    #[serde(default)]
+    pub learner: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -139,9 +152,44 @@ pub struct ShardRecord {
     /// shard group itself is the authority).
     #[serde(default)]
     pub leader: Option<u64>,
+    /// Why the shard exists (how it was created), for status.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// A replica move in progress: which replica is being replaced (and why).
+    #[serde(default)]
+    pub moving: Option<ReplicaMove>,
+    /// The node the scheduler wants to lead this shard (its leader transfers leadership there
+    /// when it can). `None`: the first replica's node, as placed.
+    #[serde(default)]
+    pub preferred: Option<u64>,
+}
+
+/// One replica of a shard being replaced by another (repair of a dead node, or rebalancing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaMove {
+    pub from_replica: u64,
+    pub to_replica: u64,
+    pub reason: String,
+    pub started_ms: u64,
 }
 
 impl ShardRecord {
+    /// Replicas that vote (not learners).
+    pub fn voters(&self) -> impl Iterator<Item = &ReplicaRecord> {
+        self.replicas.iter().filter(|replica| !replica.learner)
+    }
+
+    /// The node that should lead this shard.
+    pub fn preferred_node(&self) -> Option<u64> {
+        self.preferred
+            .or_else(|| self.voters().next().map(|replica| replica.node))
+    }
+
+    /// Whether `node` hosts a voting replica of this shard.
+    pub fn has_voter_on(&self, node: u64) -> bool {
+        self.voters().any(|replica| replica.node == node)
+    }
+
     pub fn id(&self) -> ShardId {
         ShardId(self.index)
     }
@@ -258,6 +306,9 @@ mod tests {
             state,
             replicas: vec![],
             leader: None,
+            reason: None,
+            moving: None,
+            preferred: None,
         }
     }
 
@@ -270,6 +321,8 @@ mod tests {
             retention_hours: 24,
             shards,
             tags: BTreeMap::new(),
+            scaling_target: None,
+            last_resharded_ms: 0,
         }
     }
 

@@ -479,6 +479,7 @@ impl Node {
             peer_addr: request.peer_addr.clone(),
             api_addr: request.api_addr.clone(),
             az: request.az.clone(),
+            draining: false,
         };
         if let Some(peers) = &self.peers {
             peers.learn_addresses(&[(record.id, record.peer_addr.clone())]);
@@ -523,6 +524,7 @@ impl Node {
             peer_addr: self.config.peer_addr.clone(),
             api_addr: self.config.api_addr.clone(),
             az: self.config.az.clone(),
+            draining: false,
         };
         if control.state().nodes.get(&record.id) != Some(&record) {
             control
@@ -1530,6 +1532,13 @@ impl Node {
                 group.wake();
             }
         }
+    }
+
+    /// Nodes this node currently believes down, sorted (what placement should avoid).
+    pub fn down_nodes_list(&self) -> Vec<u64> {
+        let mut nodes: Vec<u64> = self.down_nodes().into_iter().collect();
+        nodes.sort_unstable();
+        nodes
     }
 
     /// Nodes known to the cluster that this node currently believes down.

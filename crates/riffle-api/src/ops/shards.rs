@@ -294,6 +294,7 @@ pub async fn split_shard(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
             new_start: parsed_start.unwrap_or(HashKey::MIN),
             now_ms: ctx.now_ms,
             shard_limit: api.node.config().shard_limit,
+            avoid: api.node.down_nodes_list(),
         })
         .await?;
     Ok(Value::Map(Map::new()))
@@ -328,6 +329,7 @@ pub async fn merge_shards(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value
             shard,
             adjacent,
             now_ms: ctx.now_ms,
+            avoid: api.node.down_nodes_list(),
         })
         .await?;
     Ok(Value::Map(Map::new()))

@@ -100,6 +100,7 @@ pub async fn create_stream(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Valu
             now_ms: ctx.now_ms,
             shard_limit: config.shard_limit,
             replication_factor: config.replication_factor,
+            avoid: api.node.down_nodes_list(),
         })
         .await?;
     wait_for_status(api, &name, StreamStatus::Active, CREATE_WAIT).await;
