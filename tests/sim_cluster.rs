@@ -1,8 +1,13 @@
 //! Three nodes in one process over the in-process network, driven through the Kinesis API
-//! handlers, under message loss and delay, partitions, an isolated leader, and a crash with
-//! restart. After each fault heals, every shard is read back and checked: no acknowledged record
-//! lost, none invented, none stored twice unless its write was ambiguous, and each writer's
-//! records (one partition key each) in the order they were written.
+//! handlers, under message loss and delay, partitions, an isolated leader, a crash with restart,
+//! and resharding racing a crash. After each fault heals, every shard is read back and checked:
+//! no acknowledged record lost, none invented, none stored twice unless its write was
+//! ambiguous, and each writer's records (one partition key each) in the order they were written,
+//! across split and merged shards too.
+//!
+//! The scheduler's work is checked here as well: leaders spread over the nodes and come back to
+//! a node that returns, a node down past the repair grace has its replicas rebuilt, and an
+//! on-demand stream under load gains shards by itself.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -18,12 +23,14 @@ use riffle_api::Api;
 use riffle_api::Operation;
 use riffle_api::wire::Map;
 use riffle_api::wire::Value;
+use riffle_control::model::ShardState;
 use riffle_node::Node;
 use riffle_node::NodeConfig;
 use riffle_node::peer::PeerClient;
 use riffle_node::sim::SimNetwork;
 use riffle_storage::MemStorage;
 use riffle_storage::Storage;
+use riffle_types::HashKeyRange;
 
 const NODES: u64 = 3;
 
@@ -43,6 +50,10 @@ fn config(id: u64) -> NodeConfig {
     config.peer_addr = format!("sim-{id}");
     config.node_down_after = Duration::from_secs(1);
     config.hibernate_after = Duration::from_secs(2);
+    // Short enough for tests to watch the scheduler act.
+    config.scheduler.repair_grace_ms = 3_000;
+    config.scheduler.on_demand.split_records_per_sec = 150.0;
+    config.scheduler.on_demand.split_cooldown_ms = 3_000;
     config
 }
 
@@ -83,7 +94,38 @@ impl SimCluster {
     }
 
     fn api(&self, id: u64) -> Option<Arc<Api>> {
-        self.apis[(id - 1) as usize].clone()
+        self.apis.get((id - 1) as usize).cloned().flatten()
+    }
+
+    /// A node that joins the running cluster (as `--join` does) in `az`.
+    async fn add_node(&mut self, id: u64, az: &str) {
+        let mut config = config(id);
+        config.peers = Vec::new();
+        config.join_via = Some(2);
+        config.az = az.to_string();
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+        let node = Node::new(
+            config,
+            storage.clone(),
+            Some(self.network.client(id) as Arc<dyn PeerClient>),
+        );
+        self.network.register(&node);
+        node.start().await.expect("the new node joins");
+        assert_eq!(self.nodes.len() as u64, id - 1, "nodes join in id order");
+        self.storages.push(storage);
+        self.apis.push(Some(Arc::new(Api::new(node.clone()))));
+        self.nodes.push(Some(node));
+    }
+
+    /// A running node's view of the control state.
+    fn state(&self) -> Arc<riffle_control::ControlState> {
+        self.nodes
+            .iter()
+            .flatten()
+            .next()
+            .expect("a node runs")
+            .control()
+            .state()
     }
 
     /// Stops node `id` as a crash would: it vanishes from the network; its storage stays.
@@ -96,7 +138,7 @@ impl SimCluster {
     }
 
     async fn shutdown(mut self) {
-        for id in 1..=NODES {
+        for id in 1..=self.nodes.len() as u64 {
             self.crash(id).await;
         }
     }
@@ -124,20 +166,46 @@ async fn call(
 }
 
 async fn create_stream(cluster: &SimCluster, name: &str, shards: i64) {
-    let api = cluster.api(1).expect("node 1 runs");
-    call(
-        &api,
-        Operation::CreateStream,
-        map(vec![
+    create(
+        cluster,
+        name,
+        vec![
             ("StreamName", text(name)),
             ("ShardCount", Value::Int(shards)),
-        ]),
+        ],
     )
-    .await
-    .expect("CreateStream");
-    for _ in 0..200 {
+    .await;
+}
+
+async fn create_on_demand_stream(cluster: &SimCluster, name: &str) {
+    create(
+        cluster,
+        name,
+        vec![
+            ("StreamName", text(name)),
+            (
+                "StreamModeDetails",
+                map(vec![("StreamMode", text("ON_DEMAND"))]),
+            ),
+        ],
+    )
+    .await;
+}
+
+async fn create(cluster: &SimCluster, name: &str, input: Vec<(&str, Value)>) {
+    let api = cluster.api(1).expect("node 1 runs");
+    call(&api, Operation::CreateStream, map(input))
+        .await
+        .expect("CreateStream");
+    wait_active(&api, name, Duration::from_secs(10)).await;
+}
+
+/// Waits until the stream is ACTIVE (creation, or a reshard, finished).
+async fn wait_active(api: &Api, name: &str, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
         let summary = call(
-            &api,
+            api,
             Operation::DescribeStreamSummary,
             map(vec![("StreamName", text(name))]),
         )
@@ -155,7 +223,19 @@ async fn create_stream(cluster: &SimCluster, name: &str, shards: i64) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("stream {name} never became ACTIVE");
+    panic!("stream {name} did not become ACTIVE within {timeout:?}");
+}
+
+/// Polls `condition` every 200 ms until it holds; panics with `what` after `timeout`.
+async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// What writers saw: acknowledged records, and records whose write failed in a way that may
@@ -323,8 +403,13 @@ async fn read_everything(api: &Api, name: &str) -> BTreeMap<String, Vec<(String,
 }
 
 /// The invariants, checked on what was read back.
+///
+/// Shards are visited in index order (`stored` is keyed by zero-padded shard id), and a child
+/// always has a higher index than its parents, so one writer's records (one partition key,
+/// hence one chain of shards through any resharding) must come out in the order written.
 fn check(ledger: &Ledger, stored: &BTreeMap<String, Vec<(String, String)>>) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut last_per_writer: HashMap<&str, &str> = HashMap::new();
     for (shard, records) in stored {
         for window in records.windows(2) {
             assert!(
@@ -332,7 +417,6 @@ fn check(ledger: &Ledger, stored: &BTreeMap<String, Vec<(String, String)>>) {
                 "shard {shard}: sequence numbers not increasing: {window:?}"
             );
         }
-        let mut last_per_writer: HashMap<&str, &str> = HashMap::new();
         for (id, _) in records {
             assert!(
                 ledger.attempted.contains(id),
@@ -386,6 +470,14 @@ where
 {
     let cluster = SimCluster::start().await;
     create_stream(&cluster, name, 4).await;
+    run_scenario(cluster, name, fault).await;
+}
+
+async fn run_scenario<F, Fut>(cluster: SimCluster, name: &str, fault: F)
+where
+    F: FnOnce(Arc<Mutex<SimCluster>>, Arc<Mutex<Vec<Option<Arc<Api>>>>>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let apis = Arc::new(Mutex::new(cluster.apis.clone()));
     let cluster = Arc::new(Mutex::new(cluster));
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -421,7 +513,7 @@ where
         ledger.acked.len()
     );
     // Read back through every node: each must see everything acknowledged.
-    for id in 1..=NODES {
+    for id in 1..=cluster.nodes.len() as u64 {
         let api = cluster.api(id).expect("all nodes run after healing");
         let stored = read_everything(&api, name).await;
         check(&ledger, &stored);
@@ -476,30 +568,278 @@ async fn isolated_metadata_leader() {
     .await;
 }
 
+/// Crashes node `id` while writers use the cluster (its API disappears from theirs too).
+async fn crash_shared(cluster: &Mutex<SimCluster>, apis: &Mutex<Vec<Option<Arc<Api>>>>, id: u64) {
+    let index = (id - 1) as usize;
+    let taken = {
+        let mut guard = cluster.lock().unwrap();
+        guard.network.unregister(id);
+        apis.lock().unwrap()[index] = None;
+        guard.apis[index] = None;
+        guard.nodes[index].take()
+    };
+    if let Some(node) = taken {
+        node.shutdown().await;
+    }
+}
+
+/// Restarts a crashed node over its storage and gives its API back to the writers.
+async fn restart_shared(cluster: &Mutex<SimCluster>, apis: &Mutex<Vec<Option<Arc<Api>>>>, id: u64) {
+    let index = (id - 1) as usize;
+    let boot = cluster.lock().unwrap().boot(id);
+    let node = boot.await;
+    let api = Arc::new(Api::new(node.clone()));
+    let mut guard = cluster.lock().unwrap();
+    guard.apis[index] = Some(api.clone());
+    guard.nodes[index] = Some(node);
+    apis.lock().unwrap()[index] = Some(api);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_and_restart() {
     scenario("crash", |cluster, apis| async move {
-        let taken = {
-            let mut guard = cluster.lock().unwrap();
-            guard.network.unregister(2);
-            apis.lock().unwrap()[1] = None;
-            guard.apis[1] = None;
-            guard.nodes[1].take()
-        };
-        if let Some(node) = taken {
-            node.shutdown().await;
-        }
+        crash_shared(&cluster, &apis, 2).await;
         tokio::time::sleep(Duration::from_secs(4)).await;
-        let boot = cluster.lock().unwrap().boot(2);
-        let node = boot.await;
-        let api = Arc::new(Api::new(node.clone()));
-        {
-            let mut guard = cluster.lock().unwrap();
-            guard.apis[1] = Some(api.clone());
-            guard.nodes[1] = Some(node);
-            apis.lock().unwrap()[1] = Some(api);
-        }
+        restart_shared(&cluster, &apis, 2).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
+    })
+    .await;
+}
+
+/// The open shards' hash ranges, ordered.
+fn open_ranges(state: &riffle_control::ControlState, name: &str) -> Vec<HashKeyRange> {
+    let mut ranges: Vec<HashKeyRange> = state.streams[name]
+        .shards
+        .iter()
+        .filter(|shard| shard.state == ShardState::Open)
+        .map(|shard| shard.range)
+        .collect();
+    ranges.sort_by_key(|range| range.start);
+    ranges
+}
+
+/// Calls an operation, retrying while the stream is busy with a previous reshard.
+async fn call_when_active(api: &Api, name: &str, operation: Operation, input: Value) -> Value {
+    wait_active(api, name, Duration::from_secs(30)).await;
+    call(api, operation, input)
+        .await
+        .unwrap_or_else(|error| panic!("{operation:?}: {error}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resharding_races_writes_and_a_crash() {
+    scenario("reshard", |cluster, apis| async move {
+        let api = cluster.lock().unwrap().api(1).expect("node 1 runs");
+        let name = "reshard";
+        // Split shard 0 (of four) in the middle of its range.
+        let first = HashKeyRange::split_evenly(4)[0];
+        let middle = first.start.0 + (first.end.0 - first.start.0) / 2 + 1;
+        call_when_active(
+            &api,
+            name,
+            Operation::SplitShard,
+            map(vec![
+                ("StreamName", text(name)),
+                ("ShardToSplit", text("shardId-000000000000")),
+                ("NewStartingHashKey", text(&middle.to_string())),
+            ]),
+        )
+        .await;
+        // A node dies while the stream reshards.
+        crash_shared(&cluster, &apis, 3).await;
+        call_when_active(
+            &api,
+            name,
+            Operation::MergeShards,
+            map(vec![
+                ("StreamName", text(name)),
+                ("ShardToMerge", text("shardId-000000000002")),
+                ("AdjacentShardToMerge", text("shardId-000000000003")),
+            ]),
+        )
+        .await;
+        let answer = call_when_active(
+            &api,
+            name,
+            Operation::UpdateShardCount,
+            map(vec![
+                ("StreamName", text(name)),
+                ("TargetShardCount", Value::Int(6)),
+                ("ScalingType", text("UNIFORM_SCALING")),
+            ]),
+        )
+        .await;
+        let answer = answer.as_map().cloned().unwrap_or_default();
+        assert_eq!(answer.get("CurrentShardCount"), Some(&Value::Int(4)));
+        assert_eq!(answer.get("TargetShardCount"), Some(&Value::Int(6)));
+        restart_shared(&cluster, &apis, 3).await;
+        wait_active(&api, name, Duration::from_secs(60)).await;
+        let state = api.node().control().state();
+        assert_eq!(open_ranges(&state, name), HashKeyRange::split_evenly(6));
+        // Lineage: every shard but the first four has parents, merges two adjacent ones.
+        for shard in &state.streams[name].shards[4..] {
+            let parent = shard.parent.expect("a child names its parent");
+            assert!(parent < shard.index);
+            if let Some(adjacent) = shard.adjacent_parent {
+                let ranges = (
+                    state.streams[name].shards[parent as usize].range,
+                    state.streams[name].shards[adjacent as usize].range,
+                );
+                assert!(ranges.0.is_adjacent(&ranges.1));
+            }
+        }
+    })
+    .await;
+}
+
+/// Open shards whose group each node's replica actually leads, per node.
+fn leaders_per_node(cluster: &SimCluster, name: &str) -> BTreeMap<u64, usize> {
+    let state = cluster.state();
+    let mut counts = BTreeMap::new();
+    for node in cluster.nodes.iter().flatten() {
+        let led = state.streams[name]
+            .shards
+            .iter()
+            .filter(|shard| shard.state == ShardState::Open)
+            .filter(|shard| {
+                node.local_shard(shard.group)
+                    .is_some_and(|replica| replica.group().is_leader())
+            })
+            .count();
+        counts.insert(node.id(), led);
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaders_spread_and_return_to_a_restarted_node() {
+    let mut cluster = SimCluster::start().await;
+    create_stream(&cluster, "spread", 12).await;
+    let even = |counts: &BTreeMap<u64, usize>| counts.values().all(|count| *count == 4);
+    wait_until(
+        Duration::from_secs(20),
+        "4/4/4 leaders after creation",
+        || even(&leaders_per_node(&cluster, "spread")),
+    )
+    .await;
+    cluster.crash(3).await;
+    wait_until(Duration::from_secs(20), "nodes 1 and 2 lead all 12", || {
+        leaders_per_node(&cluster, "spread").values().sum::<usize>() == 12
+    })
+    .await;
+    let node = cluster.boot(3).await;
+    cluster.apis[2] = Some(Arc::new(Api::new(node.clone())));
+    cluster.nodes[2] = Some(node);
+    wait_until(
+        Duration::from_secs(30),
+        "4/4/4 leaders after node 3 returned",
+        || {
+            let counts = leaders_per_node(&cluster, "spread");
+            counts.len() == 3 && even(&counts)
+        },
+    )
+    .await;
+    // Drain node 1: its leaders leave; undrain: they come back.
+    let api = cluster.api(2).expect("node 2 runs");
+    api.node().set_draining(1, true).await.unwrap();
+    wait_until(Duration::from_secs(30), "node 1 drained", || {
+        leaders_per_node(&cluster, "spread").get(&1) == Some(&0)
+    })
+    .await;
+    api.node().set_draining(1, false).await.unwrap();
+    wait_until(Duration::from_secs(30), "4/4/4 after undrain", || {
+        even(&leaders_per_node(&cluster, "spread"))
+    })
+    .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_down_past_the_grace_period_is_rebuilt_elsewhere() {
+    let mut cluster = SimCluster::start().await;
+    cluster.add_node(4, "az-a").await;
+    create_stream(&cluster, "repair", 4).await;
+    let on_node_one = |state: &riffle_control::ControlState| {
+        state.streams["repair"]
+            .shards
+            .iter()
+            .filter(|shard| shard.replicas.iter().any(|replica| replica.node == 1))
+            .count()
+    };
+    let hosted = on_node_one(&cluster.state());
+    assert!(hosted > 0, "node 1 hosts replicas to repair");
+    run_scenario(cluster, "repair", |cluster, apis| async move {
+        crash_shared(&cluster, &apis, 1).await;
+        let done = || {
+            let state = cluster.lock().unwrap().state();
+            on_node_one(&state) == 0
+                && state.streams["repair"]
+                    .shards
+                    .iter()
+                    .all(|shard| shard.moving.is_none() && shard.voters().count() == 3)
+        };
+        wait_until(Duration::from_secs(60), "node 1's replicas rebuilt", done).await;
+        // Node 4 shares node 1's AZ: the rebuilt replicas are there.
+        let state = cluster.lock().unwrap().state();
+        for shard in &state.streams["repair"].shards {
+            let azs: HashSet<&str> = shard
+                .replicas
+                .iter()
+                .map(|replica| state.nodes[&replica.node].az.as_str())
+                .collect();
+            assert_eq!(azs.len(), 3, "{}: one replica per AZ", shard.id());
+            // The group itself agrees: its voters are the recorded replicas.
+            let guard = cluster.lock().unwrap();
+            let leader = guard
+                .nodes
+                .iter()
+                .flatten()
+                .filter_map(|node| node.local_shard(shard.group))
+                .find(|replica| replica.group().is_leader())
+                .expect("the shard has a leader");
+            let voters: Vec<u64> = shard.voters().map(|replica| replica.replica).collect();
+            assert_eq!(
+                leader
+                    .group()
+                    .membership()
+                    .voters
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+                voters
+            );
+        }
+        // The restarted node drops what it no longer hosts, then takes replicas back.
+        restart_shared(&cluster, &apis, 1).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_on_demand_stream_under_load_gains_shards() {
+    let cluster = SimCluster::start().await;
+    create_on_demand_stream(&cluster, "autoscale").await;
+    run_scenario(cluster, "autoscale", |cluster, _| async move {
+        let open = || cluster.lock().unwrap().state().streams["autoscale"].open_shard_count();
+        assert_eq!(open(), 4, "on-demand streams start with four shards");
+        wait_until(Duration::from_secs(40), "the stream split a shard", || {
+            open() > 4
+        })
+        .await;
+        let state = cluster.lock().unwrap().state();
+        let reasons: Vec<String> = state.streams["autoscale"]
+            .shards
+            .iter()
+            .filter_map(|shard| shard.reason.clone())
+            .collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|reason| reason.starts_with("on-demand split")),
+            "{reasons:?}"
+        );
+        // Let writes cross the split before the invariants are checked.
+        tokio::time::sleep(Duration::from_secs(2)).await;
     })
     .await;
 }

@@ -64,10 +64,14 @@ pub trait Service: Send + Sync + 'static {
     /// Handles one decoded Kinesis call. `operation` is the name after `Kinesis_20131202.`.
     fn call(&self, call: Call) -> impl Future<Output = Result<Value, KinesisError>> + Send;
 
-    /// Answers an administrative `GET` (a path under `/_riffle/`) with a JSON document, or
-    /// `None` when there is no such path.
-    fn admin(&self, path: &str) -> impl Future<Output = Option<Vec<u8>>> + Send {
-        let _ = path;
+    /// Answers an administrative request (a `GET`, or a `POST` when `post`, to a path under
+    /// `/_riffle/`) with a status and a JSON document, or `None` when there is no such path.
+    fn admin(
+        &self,
+        post: bool,
+        path: &str,
+    ) -> impl Future<Output = Option<(StatusCode, Vec<u8>)>> + Send {
+        let _ = (post, path);
         async { None }
     }
 }
@@ -208,7 +212,21 @@ async fn handle<S: Service>(
     peer: Option<SocketAddr>,
 ) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let mut response = if request.method() == Method::POST {
+    let admin = request.uri().path().starts_with("/_riffle/")
+        && (request.method() == Method::GET || request.method() == Method::POST);
+    let mut response = if admin {
+        let post = request.method() == Method::POST;
+        match service.admin(post, request.uri().path()).await {
+            Some((status, document)) => {
+                body_response(status, "application/json", Bytes::from(document))
+            }
+            None => body_response(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                Bytes::from_static(b"not found"),
+            ),
+        }
+    } else if request.method() == Method::POST {
         kinesis_call(request, service.as_ref(), &request_id, peer).await
     } else if request.method() == Method::GET
         && matches!(request.uri().path(), "/health" | "/healthz")
@@ -218,17 +236,6 @@ async fn handle<S: Service>(
             "text/plain; charset=utf-8",
             Bytes::from_static(b"ok"),
         )
-    } else if request.method() == Method::GET && request.uri().path().starts_with("/_riffle/") {
-        match service.admin(request.uri().path()).await {
-            Some(document) => {
-                body_response(StatusCode::OK, "application/json", Bytes::from(document))
-            }
-            None => body_response(
-                StatusCode::NOT_FOUND,
-                "text/plain; charset=utf-8",
-                Bytes::from_static(b"not found"),
-            ),
-        }
     } else if request.method() == Method::OPTIONS {
         preflight_response(request.headers())
     } else {

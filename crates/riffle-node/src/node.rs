@@ -25,6 +25,10 @@ use riffle_control::model::StreamRecord;
 use riffle_control::model::StreamStatus;
 use riffle_control::plane::CONTROL_GROUP;
 use riffle_control::plane::ControlMachine;
+use riffle_control::scheduler;
+use riffle_control::scheduler::Observed;
+use riffle_control::scheduler::Policy;
+use riffle_control::scheduler::ShardLoad;
 use riffle_proto::peer as pb;
 use riffle_shard::consensus::AwakeSet;
 use riffle_shard::consensus::Group;
@@ -78,6 +82,8 @@ pub struct NodeConfig {
     pub hibernate_after: Duration,
     /// A node not answering pings for this long is considered down.
     pub node_down_after: Duration,
+    /// Resharding, leader placement and replica repair (what the metadata leader schedules).
+    pub scheduler: Policy,
 }
 
 impl NodeConfig {
@@ -97,6 +103,7 @@ impl NodeConfig {
             retention_interval: Duration::from_secs(60),
             hibernate_after: Duration::from_secs(10),
             node_down_after: Duration::from_millis(1500),
+            scheduler: Policy::default(),
         }
     }
 }
@@ -127,8 +134,48 @@ pub enum DataError {
 struct PeerHealth {
     last_ok: Option<Instant>,
     alive: bool,
-    /// Groups the node said it leads, with the leading replica: `(group, replica)`.
-    leading: Vec<(u64, u64)>,
+    /// Groups the node said it leads, with the leading replica and write rates.
+    leading: Vec<pb::LeaderOf>,
+}
+
+/// A local group this node leads, with its measured write rate.
+#[derive(Clone, Copy, Debug)]
+struct Led {
+    replica: u64,
+    /// `(bytes, records)` appended as of `at`.
+    totals: (u64, u64),
+    at: Instant,
+    bytes_per_sec: f64,
+    records_per_sec: f64,
+}
+
+impl Led {
+    fn new(replica: u64, totals: (u64, u64)) -> Led {
+        Led {
+            replica,
+            totals,
+            at: Instant::now(),
+            bytes_per_sec: 0.0,
+            records_per_sec: 0.0,
+        }
+    }
+
+    /// Folds the totals now into the smoothed rates (an exponential average over a few
+    /// seconds: one busy second does not make a hot shard, a sustained load does).
+    fn sample(&mut self, totals: (u64, u64)) {
+        const WEIGHT: f64 = 0.3;
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        if elapsed < 0.1 {
+            return;
+        }
+        let bytes = totals.0.saturating_sub(self.totals.0) as f64 / elapsed;
+        let records = totals.1.saturating_sub(self.totals.1) as f64 / elapsed;
+        self.bytes_per_sec += WEIGHT * (bytes - self.bytes_per_sec);
+        self.records_per_sec += WEIGHT * (records - self.records_per_sec);
+        self.totals = totals;
+        self.at = now;
+    }
 }
 
 /// A running node.
@@ -145,9 +192,13 @@ pub struct Node {
     leader_cache: RwLock<HashMap<u64, u64>>,
     /// The local groups this node leads, as pings report them.
     leading: RwLock<Vec<pb::LeaderOf>>,
-    /// Which local shard groups this node leads, by group: replica. Only awake groups can
-    /// change leadership, so only they are re-checked.
-    leading_groups: Mutex<HashMap<u64, u64>>,
+    /// Which local shard groups this node leads, by group. Only awake groups can change
+    /// leadership, so only they are re-checked.
+    leading_groups: Mutex<HashMap<u64, Led>>,
+    /// When this node last asked each group it leads to hand leadership over.
+    transfers: Mutex<HashMap<u64, Instant>>,
+    /// When the scheduler last ran here (it runs on the metadata leader, once a second).
+    last_schedule: Mutex<Option<Instant>>,
     /// Local shard groups that are awake (ticking).
     awake: Arc<AwakeSet>,
     /// The control state the local replicas were last fully reconciled with.
@@ -188,6 +239,8 @@ impl Node {
             leader_cache: RwLock::new(HashMap::new()),
             leading: RwLock::new(Vec::new()),
             leading_groups: Mutex::new(HashMap::new()),
+            transfers: Mutex::new(HashMap::new()),
+            last_schedule: Mutex::new(None),
             awake,
             synced_state: Mutex::new(None),
             started_at: Instant::now(),
@@ -557,7 +610,9 @@ impl Node {
         if control.is_leader() {
             self.record_shard_leaders(&state).await;
             self.advance_lifecycles(&state).await;
+            self.schedule(&state).await;
         }
+        self.drive_led_shards(&state).await;
     }
 
     /// Starts replicas placed on this node and drops those no longer in the state.
@@ -666,10 +721,11 @@ impl Node {
             self.raft_client(),
         )
         .await?;
-        if is_new {
+        // A learner (a replica being added) starts empty: the leader adds it to the group and
+        // sends it the log. Voters of a new shard bootstrap the group together.
+        if is_new && !local.learner {
             let members = shard
-                .replicas
-                .iter()
+                .voters()
                 .map(|member| {
                     let node = state.nodes.get(&member.node);
                     let replica_node = ReplicaNode {
@@ -685,8 +741,8 @@ impl Node {
         replica.group().campaign_if_sole_voter().await?;
         // The placement's first replica is the preferred leader: it campaigns at once, the
         // others wait for it (or for an election timeout if it is down).
-        let preferred = shard.replicas.first().map(|first| first.replica) == Some(local.replica);
-        if preferred && is_new && shard.replicas.len() > 1 {
+        let preferred = shard.preferred_node() == Some(self.config.node_id);
+        if preferred && is_new && !local.learner && shard.replicas.len() > 1 {
             replica.group().campaign().await?;
         }
         if let Ok(mut shards) = self.shards.write() {
@@ -695,22 +751,26 @@ impl Node {
         Ok(())
     }
 
-    /// Which node leads each shard group, from this node's replicas and the last pings.
-    fn observed_leaders(&self) -> HashMap<u64, u64> {
-        let mut leaders = HashMap::new();
+    /// What every node (this one included) last said it leads: `(node, group and rates)`.
+    fn reported_leaders(&self) -> Vec<(u64, pb::LeaderOf)> {
+        let mut reported = Vec::new();
         if let Ok(health) = self.health.read() {
             for (node, peer) in health.iter().filter(|(_, peer)| peer.alive) {
-                for (group, _) in &peer.leading {
-                    leaders.insert(*group, *node);
-                }
+                reported.extend(peer.leading.iter().map(|leader| (*node, *leader)));
             }
         }
         if let Ok(leading) = self.leading.read() {
-            for leader in leading.iter() {
-                leaders.insert(leader.group, self.config.node_id);
-            }
+            reported.extend(leading.iter().map(|leader| (self.config.node_id, *leader)));
         }
-        leaders
+        reported
+    }
+
+    /// Which node leads each shard group, from this node's replicas and the last pings.
+    fn observed_leaders(&self) -> HashMap<u64, u64> {
+        self.reported_leaders()
+            .into_iter()
+            .map(|(node, leader)| (leader.group, node))
+            .collect()
     }
 
     /// Metadata leader: commits shard leaders that changed (for routing and status).
@@ -800,6 +860,271 @@ impl Node {
             })
             .await?;
         Ok(())
+    }
+
+    /// Metadata leader, at most once a second: runs the scheduler over the state and what this
+    /// node observes, and proposes its decisions.
+    async fn schedule(&self, state: &ControlState) {
+        if let Ok(mut last) = self.last_schedule.lock() {
+            if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let observed = self.observe();
+        let policy = Policy {
+            shard_limit: self.config.shard_limit,
+            ..self.config.scheduler.clone()
+        };
+        for command in scheduler::plan(state, &observed, &policy) {
+            let name = command.name();
+            match &command {
+                ControlCommand::ReshardStep {
+                    name: stream,
+                    reason,
+                    ..
+                } => tracing::info!(stream, reason, "resharding"),
+                ControlCommand::StartReplicaMove {
+                    name: stream,
+                    shard,
+                    to_node,
+                    reason,
+                    ..
+                } => tracing::info!(stream, shard, to_node, reason, "moving a replica"),
+                _ => {}
+            }
+            if let Err(error) = self.control().propose(command).await {
+                tracing::debug!(command = name, %error, "scheduler decision not taken; will retry");
+            }
+        }
+    }
+
+    /// What the scheduler needs to know that is not in the state: down nodes (and since when,
+    /// as this node saw it), shard leaders and their write rates.
+    fn observe(&self) -> Observed {
+        let now = now_ms();
+        let mut observed = Observed {
+            now_ms: now,
+            ..Observed::default()
+        };
+        if let Ok(health) = self.health.read() {
+            for (node, peer) in health.iter().filter(|(_, peer)| !peer.alive) {
+                let since = peer.last_ok.unwrap_or(self.started_at);
+                let down_for = since.elapsed().as_millis() as u64;
+                observed
+                    .down_since_ms
+                    .insert(*node, now.saturating_sub(down_for));
+            }
+        }
+        for (node, leader) in self.reported_leaders() {
+            observed.leaders.insert(leader.group, node);
+            observed.load.insert(
+                leader.group,
+                ShardLoad {
+                    bytes_per_sec: leader.write_bytes_per_sec as f64,
+                    records_per_sec: leader.write_records_per_sec as f64,
+                },
+            );
+        }
+        observed
+    }
+
+    /// Drains a node (its leaders move away, nothing new is placed on it) or takes it back.
+    pub async fn set_draining(&self, node: u64, draining: bool) -> Result<(), KinesisError> {
+        self.control()
+            .propose(ControlCommand::SetDraining { node, draining })
+            .await
+            .map(|_| ())
+    }
+
+    /// For every shard this node leads: carry out the scheduler's decisions that need the
+    /// leader (replica moves through membership changes, handing leadership to the preferred
+    /// node).
+    async fn drive_led_shards(&self, state: &ControlState) {
+        for stream in state.streams.values() {
+            for shard in &stream.shards {
+                let Some(replica) = self.local_shard(shard.group) else {
+                    continue;
+                };
+                if !replica.group().is_leader() {
+                    continue;
+                }
+                let result = match &shard.moving {
+                    Some(moving) => {
+                        self.drive_move(state, stream, shard, moving, &replica)
+                            .await
+                    }
+                    None => self.tidy_membership(shard, &replica).await,
+                };
+                if let Err(error) = result {
+                    tracing::debug!(stream = %stream.name, shard = %shard.id(), %error, "membership change will be retried");
+                    continue;
+                }
+                if shard.moving.is_none()
+                    && let Some(preferred) = shard.preferred_node()
+                    && preferred != self.config.node_id
+                {
+                    self.hand_over(shard, preferred, &replica).await;
+                }
+            }
+        }
+    }
+
+    /// Asks a group this node leads to make the replica on `node` its leader, when that node
+    /// is up and its replica caught up; at most every few seconds per group.
+    async fn hand_over(&self, shard: &ShardRecord, node: u64, replica: &ShardReplica) {
+        const RETRY_AFTER: Duration = Duration::from_secs(5);
+        const MAX_LAG: u64 = 64;
+        let Some(target) = shard.voters().find(|member| member.node == node) else {
+            return;
+        };
+        let group = replica.group();
+        if !self.alive_nodes().contains(&node)
+            || !group.membership().voters.contains(&target.replica)
+            || group.lag_of(target.replica).is_none_or(|lag| lag > MAX_LAG)
+        {
+            return;
+        }
+        if let Ok(mut transfers) = self.transfers.lock() {
+            if transfers
+                .get(&shard.group)
+                .is_some_and(|at| at.elapsed() < RETRY_AFTER)
+            {
+                return;
+            }
+            transfers.insert(shard.group, Instant::now());
+        }
+        tracing::debug!(
+            group = shard.group,
+            to_node = node,
+            "handing leadership over"
+        );
+        if let Err(error) = group.transfer_leader(target.replica).await {
+            tracing::warn!(group = shard.group, %error, "leadership transfer failed");
+        }
+    }
+
+    /// Moves a replica: adds the new one as a learner, promotes it in place of the old one once
+    /// it has caught up, then records the move. Each call takes the next step (state lives in
+    /// the group's membership and the control state, so any leader resumes where another
+    /// stopped). A move whose new replica's node stays down is given up.
+    async fn drive_move(
+        &self,
+        state: &ControlState,
+        stream: &StreamRecord,
+        shard: &ShardRecord,
+        moving: &riffle_control::model::ReplicaMove,
+        replica: &ShardReplica,
+    ) -> Result<(), KinesisError> {
+        const CAUGHT_UP: u64 = 64;
+        const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+        let group = replica.group();
+        let membership = group.membership();
+        let (from, to) = (moving.from_replica, moving.to_replica);
+        if group.replica() == from {
+            // The replica leaving leads: hand leadership to another voter first.
+            if let Some(next) = shard
+                .voters()
+                .find(|member| member.replica != from && self.alive_nodes().contains(&member.node))
+            {
+                self.hand_over(shard, next.node, replica).await;
+            }
+            return Ok(());
+        }
+        let step_failed = |error: String| KinesisError::internal(error);
+        if membership.voters.contains(&to) && !membership.voters.contains(&from) {
+            if membership.joint {
+                return Ok(());
+            }
+            return self
+                .control()
+                .propose(ControlCommand::FinishReplicaMove {
+                    name: stream.name.clone(),
+                    created_ms: stream.created_ms,
+                    shard: shard.index,
+                    from_replica: from,
+                    to_replica: to,
+                })
+                .await
+                .map(|_| ());
+        }
+        let Some(target) = shard.replicas.iter().find(|member| member.replica == to) else {
+            return Ok(());
+        };
+        if !membership.learners.contains(&to) {
+            let node = state.nodes.get(&target.node);
+            let member = ReplicaNode {
+                node: target.node,
+                addr: node.map(|n| n.peer_addr.clone()).unwrap_or_default(),
+                az: node.map(|n| n.az.clone()).unwrap_or_default(),
+            };
+            tracing::info!(group = shard.group, replica = to, node = target.node, reason = %moving.reason, "adding a learner");
+            return tokio::time::timeout(STEP_TIMEOUT, group.add_learner(to, member))
+                .await
+                .map_err(|_| step_failed("adding the learner timed out".into()))?
+                .map_err(|error| step_failed(error.to_string()));
+        }
+        if group.lag_of(to).is_some_and(|lag| lag <= CAUGHT_UP) {
+            let mut voters = membership.voters.clone();
+            voters.remove(&from);
+            voters.insert(to);
+            tracing::info!(group = shard.group, from, to, "promoting the learner");
+            tokio::time::timeout(STEP_TIMEOUT, group.change_voters(voters))
+                .await
+                .map_err(|_| step_failed("the membership change timed out".into()))?
+                .map_err(|error| step_failed(error.to_string()))?;
+            return Ok(());
+        }
+        // Still catching up; give up only if its node has been down past the repair grace.
+        let started = Duration::from_millis(now_ms().saturating_sub(moving.started_ms));
+        let grace = Duration::from_millis(self.config.scheduler.repair_grace_ms);
+        if started > grace && !self.alive_nodes().contains(&target.node) {
+            tracing::warn!(
+                group = shard.group,
+                replica = to,
+                "giving up a replica move: its node is down"
+            );
+            tokio::time::timeout(STEP_TIMEOUT, group.remove_learners([to].into()))
+                .await
+                .map_err(|_| step_failed("removing the learner timed out".into()))?
+                .map_err(|error| step_failed(error.to_string()))?;
+            self.control()
+                .propose(ControlCommand::CancelReplicaMove {
+                    name: stream.name.clone(),
+                    created_ms: stream.created_ms,
+                    shard: shard.index,
+                    to_replica: to,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes learners the control state no longer lists (a move given up).
+    async fn tidy_membership(
+        &self,
+        shard: &ShardRecord,
+        replica: &ShardReplica,
+    ) -> Result<(), KinesisError> {
+        let group = replica.group();
+        let stray: std::collections::BTreeSet<u64> = group
+            .membership()
+            .learners
+            .into_iter()
+            .filter(|learner| {
+                !shard
+                    .replicas
+                    .iter()
+                    .any(|member| member.replica == *learner)
+            })
+            .collect();
+        if stray.is_empty() {
+            return Ok(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), group.remove_learners(stray))
+            .await
+            .map_err(|_| KinesisError::internal("removing learners timed out"))?
+            .map_err(|error| KinesisError::internal(error.to_string()))
     }
 
     /// Retention: every local replica drops what is older than its stream's retention.
@@ -1314,20 +1639,30 @@ impl Node {
         for group in self.awake.snapshot() {
             match self.local_shard(group) {
                 Some(replica) if replica.group().is_leader() => {
-                    groups.insert(group, replica.group().replica());
+                    let id = replica.group().replica();
+                    let totals = replica.meter().totals();
+                    groups
+                        .entry(group)
+                        .and_modify(|led| led.replica = id)
+                        .or_insert_with(|| Led::new(id, totals));
                 }
                 _ => {
                     groups.remove(&group);
                 }
             }
         }
-        let mut leading: Vec<pb::LeaderOf> = groups
-            .iter()
-            .map(|(group, replica)| pb::LeaderOf {
+        let mut leading: Vec<pb::LeaderOf> = Vec::with_capacity(groups.len() + 1);
+        for (group, led) in groups.iter_mut() {
+            if let Some(replica) = self.local_shard(*group) {
+                led.sample(replica.meter().totals());
+            }
+            leading.push(pb::LeaderOf {
                 group: *group,
-                replica: *replica,
-            })
-            .collect();
+                replica: led.replica,
+                write_bytes_per_sec: led.bytes_per_sec.round() as u64,
+                write_records_per_sec: led.records_per_sec.round() as u64,
+            });
+        }
         drop(groups);
         if let Some(control) = self.control.get()
             && control.is_leader()
@@ -1335,6 +1670,7 @@ impl Node {
             leading.push(pb::LeaderOf {
                 group: CONTROL_GROUP,
                 replica: self.config.node_id,
+                ..Default::default()
             });
         }
         if let Ok(mut slot) = self.leading.write() {
@@ -1486,11 +1822,7 @@ impl Node {
                     }
                     entry.last_ok = Some(now);
                     entry.alive = true;
-                    entry.leading = response
-                        .leading
-                        .iter()
-                        .map(|leader| (leader.group, leader.replica))
-                        .collect();
+                    entry.leading = response.leading;
                     continue;
                 }
                 // Give nodes a grace period at startup before calling them down.
@@ -1604,7 +1936,10 @@ impl Node {
                 && group.idle_for() >= self.config.hibernate_after
             {
                 if let Ok(mut leading) = self.leading_groups.lock() {
-                    leading.insert(group.id(), group.replica());
+                    let totals = replica.meter().totals();
+                    leading
+                        .entry(group.id())
+                        .or_insert_with(|| Led::new(group.replica(), totals));
                 }
                 group.hibernate();
             }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use riffle_control::scheduler::OnDemandPolicy;
+use riffle_control::scheduler::Policy;
 use serde::Deserialize;
 
 /// Options of `riffle server`. Every flag can also be set as `RIFFLE_<NAME>` or in the TOML file
@@ -65,6 +67,25 @@ pub struct ServerArgs {
     /// Seconds between retention trims.
     #[arg(long, env = "RIFFLE_RETENTION_CHECK_SECS")]
     pub retention_check_secs: Option<u64>,
+    /// How long a node stays down before its shard replicas are rebuilt on other nodes:
+    /// seconds, or with a unit (`90s`, `5m`, `1h`).
+    #[arg(long, env = "RIFFLE_REPLICA_REPAIR_GRACE")]
+    pub replica_repair_grace: Option<String>,
+    /// Replica moves (repair or balance) running at once, cluster-wide.
+    #[arg(long, env = "RIFFLE_MAX_REPLICA_MOVES")]
+    pub max_replica_moves: Option<usize>,
+    /// On-demand streams split a shard writing this many records per second (or more)...
+    #[arg(long, env = "RIFFLE_ON_DEMAND_SPLIT_RECORDS_PER_SEC")]
+    pub on_demand_split_records_per_sec: Option<u64>,
+    /// ...or this many KiB per second (or more).
+    #[arg(long, env = "RIFFLE_ON_DEMAND_SPLIT_KIB_PER_SEC")]
+    pub on_demand_split_kib_per_sec: Option<u64>,
+    /// Seconds after a reshard before an on-demand stream splits again.
+    #[arg(long, env = "RIFFLE_ON_DEMAND_SPLIT_COOLDOWN_SECS")]
+    pub on_demand_split_cooldown_secs: Option<u64>,
+    /// Seconds after a reshard before an on-demand stream merges cold shards.
+    #[arg(long, env = "RIFFLE_ON_DEMAND_MERGE_COOLDOWN_SECS")]
+    pub on_demand_merge_cooldown_secs: Option<u64>,
     /// Log filter (tracing env-filter syntax), e.g. `info` or `riffle=debug`.
     #[arg(long, env = "RIFFLE_LOG")]
     pub log: Option<String>,
@@ -96,6 +117,12 @@ struct FileConfig {
     replication_factor: Option<u32>,
     segment_mib: Option<u64>,
     retention_check_secs: Option<u64>,
+    replica_repair_grace: Option<String>,
+    max_replica_moves: Option<usize>,
+    on_demand_split_records_per_sec: Option<u64>,
+    on_demand_split_kib_per_sec: Option<u64>,
+    on_demand_split_cooldown_secs: Option<u64>,
+    on_demand_merge_cooldown_secs: Option<u64>,
     log: Option<String>,
     log_format: Option<String>,
     ready_file: Option<PathBuf>,
@@ -122,6 +149,8 @@ pub struct ServerConfig {
     pub replication_factor: u32,
     pub segment_mib: u64,
     pub retention_check_secs: u64,
+    /// What the metadata leader's scheduler does (resharding, leaders, replica repair).
+    pub scheduler: Policy,
     pub log: String,
     pub log_format: LogFormat,
     pub ready_file: Option<PathBuf>,
@@ -204,6 +233,45 @@ impl ServerArgs {
                 .retention_check_secs
                 .or(file.retention_check_secs)
                 .unwrap_or(60),
+            scheduler: {
+                let defaults = Policy::default();
+                let on_demand = OnDemandPolicy::default();
+                let grace = match self
+                    .replica_repair_grace
+                    .clone()
+                    .or(file.replica_repair_grace)
+                {
+                    Some(text) => parse_duration_secs(&text)?.saturating_mul(1000),
+                    None => defaults.repair_grace_ms,
+                };
+                Policy {
+                    repair_grace_ms: grace,
+                    max_moves_in_flight: self
+                        .max_replica_moves
+                        .or(file.max_replica_moves)
+                        .unwrap_or(defaults.max_moves_in_flight),
+                    on_demand: OnDemandPolicy {
+                        split_records_per_sec: self
+                            .on_demand_split_records_per_sec
+                            .or(file.on_demand_split_records_per_sec)
+                            .map_or(on_demand.split_records_per_sec, |rate| rate as f64),
+                        split_bytes_per_sec: self
+                            .on_demand_split_kib_per_sec
+                            .or(file.on_demand_split_kib_per_sec)
+                            .map_or(on_demand.split_bytes_per_sec, |kib| kib as f64 * 1024.0),
+                        split_cooldown_ms: self
+                            .on_demand_split_cooldown_secs
+                            .or(file.on_demand_split_cooldown_secs)
+                            .map_or(on_demand.split_cooldown_ms, |secs| secs * 1000),
+                        merge_cooldown_ms: self
+                            .on_demand_merge_cooldown_secs
+                            .or(file.on_demand_merge_cooldown_secs)
+                            .map_or(on_demand.merge_cooldown_ms, |secs| secs * 1000),
+                        ..on_demand
+                    },
+                    ..defaults
+                }
+            },
             log: self
                 .log
                 .clone()
@@ -215,6 +283,25 @@ impl ServerArgs {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// Parses `300`, `90s`, `5m` or `1h` into seconds.
+fn parse_duration_secs(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: u64 = number
+        .parse()
+        .with_context(|| format!("`{text}` is not a duration like 90s, 5m or 1h"))?;
+    let scale = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        other => anyhow::bail!("unknown duration unit `{other}` in `{text}` (use s, m or h)"),
+    };
+    Ok(value.saturating_mul(scale))
 }
 
 /// Parses `1=host:port,2=host:port`.
@@ -277,6 +364,15 @@ impl ServerConfig {
             self.retention_check_secs >= 1,
             "retention_check_secs must be at least 1"
         );
+        let on_demand = &self.scheduler.on_demand;
+        anyhow::ensure!(
+            on_demand.split_records_per_sec >= 1.0 && on_demand.split_bytes_per_sec >= 1024.0,
+            "on-demand split thresholds must be at least 1 record/s and 1 KiB/s"
+        );
+        anyhow::ensure!(
+            self.scheduler.max_moves_in_flight >= 1,
+            "max_replica_moves must be at least 1"
+        );
         Ok(())
     }
 }
@@ -292,6 +388,29 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("./riffle-data"));
         assert_eq!(config.account_id, "000000000000");
         assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn repair_grace_takes_units() {
+        assert_eq!(parse_duration_secs("300").unwrap(), 300);
+        assert_eq!(parse_duration_secs("90s").unwrap(), 90);
+        assert_eq!(parse_duration_secs("5m").unwrap(), 300);
+        assert_eq!(parse_duration_secs("1h").unwrap(), 3600);
+        assert!(parse_duration_secs("5 minutes").is_err());
+        assert!(parse_duration_secs("m").is_err());
+        let config = ServerArgs {
+            replica_repair_grace: Some("20s".into()),
+            on_demand_split_records_per_sec: Some(50),
+            ..ServerArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.scheduler.repair_grace_ms, 20_000);
+        assert_eq!(config.scheduler.on_demand.split_records_per_sec, 50.0);
+        assert_eq!(
+            ServerArgs::default().resolve().unwrap().scheduler,
+            Policy::default()
+        );
     }
 
     #[test]

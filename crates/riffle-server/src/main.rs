@@ -1,5 +1,5 @@
-//! `riffle`: runs a Riffle node (`riffle` alone is `riffle server`) and inspects a cluster
-//! (`riffle cluster status`).
+//! `riffle`: runs a Riffle node (`riffle` alone is `riffle server`), inspects a cluster
+//! (`riffle cluster status`) and drains nodes (`riffle node drain|undrain N`).
 
 mod config;
 mod status;
@@ -47,6 +47,29 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Operate on one node of a running cluster.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCommand {
+    /// Move every shard leader off the node and place nothing new on it.
+    Drain {
+        /// The node's id.
+        node: u64,
+        /// Kinesis API endpoint of any node.
+        #[arg(long, default_value = "http://127.0.0.1:4567")]
+        endpoint: String,
+    },
+    /// Undo `drain`: the node takes leaders and new replicas again.
+    Undrain {
+        node: u64,
+        #[arg(long, default_value = "http://127.0.0.1:4567")]
+        endpoint: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -73,6 +96,12 @@ fn main() -> anyhow::Result<()> {
             command: ClusterCommand::Status { endpoint, json },
         }) => {
             return status::print(&endpoint, json);
+        }
+        Some(Command::Node { command }) => {
+            return match command {
+                NodeCommand::Drain { node, endpoint } => status::drain(&endpoint, node, true),
+                NodeCommand::Undrain { node, endpoint } => status::drain(&endpoint, node, false),
+            };
         }
         None => cli.server,
     };
@@ -142,6 +171,7 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         retention_interval: Duration::from_secs(config.retention_check_secs),
         hibernate_after: Duration::from_secs(config.hibernate_after_secs),
         node_down_after: Duration::from_millis(1500),
+        scheduler: config.scheduler.clone(),
     };
     let mut known = config.peers.clone();
     if let Some(address) = &config.join {

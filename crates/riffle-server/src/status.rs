@@ -1,4 +1,5 @@
-//! `riffle cluster status`: fetches `/_riffle/status` from any node and prints it.
+//! `riffle cluster status` (fetches `/_riffle/status` from any node and prints it) and
+//! `riffle node drain|undrain N`.
 
 #![allow(clippy::print_stdout)]
 
@@ -14,7 +15,7 @@ use serde_json::Value;
 
 /// Prints the cluster status as a table (or the JSON document with `json`).
 pub fn print(endpoint: &str, json: bool) -> anyhow::Result<()> {
-    let document = fetch(endpoint)?;
+    let document = request(endpoint, "GET", "/_riffle/status")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&document)?);
         return Ok(());
@@ -31,36 +32,58 @@ pub fn print(endpoint: &str, json: bool) -> anyhow::Result<()> {
     for (az, nodes) in by_az {
         for node in nodes {
             let id = node["id"].as_u64().unwrap_or(0);
+            let mut notes = Vec::new();
+            if node["draining"].as_bool() == Some(true) {
+                notes.push("draining");
+            }
+            if Some(id) == leader {
+                notes.push("metadata leader");
+            }
             println!(
-                "  {az:<8} node {id:<3} {:<6} {:<22}{}",
+                "  {az:<8} node {id:<3} {:<6} {:<22} {:>5} replicas {:>5} leaders  {}",
                 if node["alive"].as_bool() == Some(true) {
                     "alive"
                 } else {
                     "DOWN"
                 },
                 node["address"].as_str().unwrap_or(""),
-                if Some(id) == leader {
-                    " metadata leader"
-                } else {
-                    ""
-                }
+                node["replicas"],
+                node["leaders"],
+                notes.join(", ")
             );
         }
     }
     println!("shards:");
     println!(
-        "  {:<24} {:<22} {:<8} {:<7} replicas",
-        "stream", "shard", "state", "leader"
+        "  {:<24} {:<22} {:<8} {:<7} {:<10} why",
+        "stream", "shard", "state", "leader", "replicas"
     );
-    for shard in document["shards"].as_array().into_iter().flatten() {
-        let replicas: Vec<String> = shard["replicas"]
+    let node_list = |value: &Value| -> String {
+        let nodes: Vec<String> = value
             .as_array()
             .into_iter()
             .flatten()
             .map(|node| node.to_string())
             .collect();
+        nodes.join(",")
+    };
+    for shard in document["shards"].as_array().into_iter().flatten() {
+        let mut replicas = node_list(&shard["replicas"]);
+        let learners = node_list(&shard["learners"]);
+        if !learners.is_empty() {
+            replicas = format!("{replicas}+{learners}");
+        }
+        let mut why = shard["reason"].as_str().unwrap_or("").to_string();
+        if let Some(moving) = shard["moving"].as_object() {
+            why = format!(
+                "MOVING node {} -> {} ({}); {why}",
+                moving["from_node"],
+                moving["to_node"],
+                moving["reason"].as_str().unwrap_or("")
+            );
+        }
         println!(
-            "  {:<24} {:<22} {:<8} {:<7} {}",
+            "  {:<24} {:<22} {:<8} {:<7} {:<10} {}",
             shard["stream"].as_str().unwrap_or(""),
             shard["shard_id"].as_str().unwrap_or(""),
             shard["state"].as_str().unwrap_or(""),
@@ -68,14 +91,29 @@ pub fn print(endpoint: &str, json: bool) -> anyhow::Result<()> {
                 .as_u64()
                 .map(|node| node.to_string())
                 .unwrap_or_else(|| "-".into()),
-            replicas.join(",")
+            replicas,
+            why
         );
     }
     Ok(())
 }
 
-/// GET `{endpoint}/_riffle/status` over plain HTTP/1.1.
-fn fetch(endpoint: &str) -> anyhow::Result<Value> {
+/// `riffle node drain N` / `undrain N`: leaders move off the node (or may come back).
+pub fn drain(endpoint: &str, node: u64, draining: bool) -> anyhow::Result<()> {
+    let action = if draining { "drain" } else { "undrain" };
+    request(endpoint, "POST", &format!("/_riffle/nodes/{node}/{action}"))?;
+    if draining {
+        println!(
+            "node {node} is draining: its shard leaders move to other nodes and no new replicas are placed on it"
+        );
+    } else {
+        println!("node {node} is no longer draining");
+    }
+    Ok(())
+}
+
+/// `method` `{endpoint}{path}` over plain HTTP/1.1; the JSON answer.
+fn request(endpoint: &str, method: &str, path: &str) -> anyhow::Result<Value> {
     let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
     if endpoint.starts_with("https://") {
         bail!("only http:// endpoints are supported");
@@ -85,7 +123,7 @@ fn fetch(endpoint: &str) -> anyhow::Result<Value> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         stream,
-        "GET /_riffle/status HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
@@ -95,8 +133,9 @@ fn fetch(endpoint: &str) -> anyhow::Result<Value> {
         .context("malformed HTTP response")?;
     if !head.starts_with("HTTP/1.1 200") {
         bail!(
-            "{authority} answered: {}",
-            head.lines().next().unwrap_or("")
+            "{authority} answered: {} {}",
+            head.lines().next().unwrap_or(""),
+            body.trim()
         );
     }
     serde_json::from_str(body).context("status is not JSON")

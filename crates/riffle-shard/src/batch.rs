@@ -55,9 +55,18 @@ impl BatchBuilder {
     }
 
     pub fn finish(mut self) -> Bytes {
-        self.buffer[9..13].copy_from_slice(&self.count.to_le_bytes());
+        self.buffer[9..HEADER_BYTES].copy_from_slice(&self.count.to_le_bytes());
         self.buffer.freeze()
     }
+}
+
+/// The number of records an encoded batch holds, from its header (0 if it has none).
+pub fn record_count(batch: &[u8]) -> u32 {
+    batch
+        .get(9..HEADER_BYTES)
+        .and_then(|count| count.try_into().ok())
+        .map(u32::from_le_bytes)
+        .unwrap_or(0)
 }
 
 /// One record read back from a batch; the byte fields share the batch's buffer.

@@ -159,6 +159,28 @@ pub enum ReadError {
     Corrupt { index: u64, reason: String },
 }
 
+/// Totals appended through a replica (while it led), for write-rate reports.
+#[derive(Debug, Default)]
+pub struct WriteMeter {
+    bytes: AtomicU64,
+    records: AtomicU64,
+}
+
+impl WriteMeter {
+    fn add(&self, bytes: u64, records: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.records.fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// `(bytes, records)` appended since the replica started.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.bytes.load(Ordering::Relaxed),
+            self.records.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A running replica of one shard.
 #[derive(Clone)]
 pub struct ShardReplica {
@@ -166,6 +188,7 @@ pub struct ShardReplica {
     storage: Arc<dyn Storage>,
     progress: Arc<ShardProgress>,
     applied_rx: watch::Receiver<u64>,
+    meter: Arc<WriteMeter>,
 }
 
 impl ShardReplica {
@@ -190,6 +213,7 @@ impl ShardReplica {
             storage,
             progress,
             applied_rx,
+            meter: Arc::default(),
         })
     }
 
@@ -201,6 +225,11 @@ impl ShardReplica {
         &self.progress
     }
 
+    /// What was appended through this replica.
+    pub fn meter(&self) -> &WriteMeter {
+        &self.meter
+    }
+
     /// A receiver that changes whenever more of the log is applied (for waiting readers).
     pub fn watch_applied(&self) -> watch::Receiver<u64> {
         self.applied_rx.clone()
@@ -209,6 +238,10 @@ impl ShardReplica {
     /// Appends one encoded batch; returns the log index of its entry once it is committed and
     /// applied.
     pub async fn append(&self, batch: Bytes, arrival_ms: u64) -> Result<u64, AppendError> {
+        let size = (
+            batch.len() as u64,
+            u64::from(crate::batch::record_count(&batch)),
+        );
         let command = Command {
             kind: COMMAND_RECORDS,
             tag: arrival_ms,
@@ -216,7 +249,10 @@ impl ShardReplica {
         };
         let proposed = self.group.propose(command).await?;
         match proposed.reply {
-            Reply::Applied => Ok(proposed.index),
+            Reply::Applied => {
+                self.meter.add(size.0, size.1);
+                Ok(proposed.index)
+            }
             Reply::Rejected { .. } => Err(AppendError::Closed),
             Reply::Data(_) => Err(AppendError::Unexpected(
                 "data reply to a record batch".into(),
@@ -469,6 +505,9 @@ mod tests {
             .unwrap();
         let second = replica.append(batch(2_000, &["c"]), 2_000).await.unwrap();
         assert!(second > first);
+        let (bytes, records) = replica.meter().totals();
+        assert_eq!(records, 3, "the meter counts appended records");
+        assert!(bytes > 3, "and their encoded bytes");
 
         let page = replica
             .read(

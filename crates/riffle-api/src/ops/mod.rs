@@ -21,6 +21,8 @@ use riffle_types::KinesisError;
 use riffle_types::TokenError;
 use riffle_types::TokenKey;
 
+use http::StatusCode;
+
 use crate::http::Call;
 use crate::http::Service;
 use crate::wire::Value;
@@ -50,10 +52,12 @@ pub enum Operation {
     UntagResource,
     ListTagsForResource,
     DescribeLimits,
+    UpdateShardCount,
+    UpdateStreamMode,
 }
 
 impl Operation {
-    const ALL: [Operation; 21] = [
+    const ALL: [Operation; 23] = [
         Operation::CreateStream,
         Operation::DeleteStream,
         Operation::DescribeStream,
@@ -75,6 +79,8 @@ impl Operation {
         Operation::UntagResource,
         Operation::ListTagsForResource,
         Operation::DescribeLimits,
+        Operation::UpdateShardCount,
+        Operation::UpdateStreamMode,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +106,8 @@ impl Operation {
             Operation::UntagResource => "UntagResource",
             Operation::ListTagsForResource => "ListTagsForResource",
             Operation::DescribeLimits => "DescribeLimits",
+            Operation::UpdateShardCount => "UpdateShardCount",
+            Operation::UpdateStreamMode => "UpdateStreamMode",
         }
     }
 
@@ -118,6 +126,11 @@ pub struct Api {
 impl Api {
     pub fn new(node: Arc<Node>) -> Api {
         Api { node }
+    }
+
+    /// The node behind this API.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
     }
 
     /// The control state, including everything committed before this call (a linearizable
@@ -185,16 +198,41 @@ impl Api {
             Operation::UntagResource => tags::untag_resource(self, &ctx, input).await,
             Operation::ListTagsForResource => tags::list_tags_for_resource(self, &ctx, input).await,
             Operation::DescribeLimits => streams::describe_limits(self, &ctx, input).await,
+            Operation::UpdateShardCount => streams::update_shard_count(self, &ctx, input).await,
+            Operation::UpdateStreamMode => streams::update_stream_mode(self, &ctx, input).await,
         }
     }
 }
 
 impl Service for Api {
-    async fn admin(&self, path: &str) -> Option<Vec<u8>> {
-        match path {
-            "/_riffle/status" => serde_json::to_vec(&status::cluster_status(&self.node).await).ok(),
-            _ => None,
-        }
+    async fn admin(&self, post: bool, path: &str) -> Option<(StatusCode, Vec<u8>)> {
+        let document = match (post, path) {
+            (false, "/_riffle/status") => Ok(status::cluster_status(&self.node).await),
+            (true, path) => {
+                // POST /_riffle/nodes/{id}/drain and .../undrain.
+                let rest = path.strip_prefix("/_riffle/nodes/")?;
+                let (id, action) = rest.split_once('/')?;
+                let id: u64 = id.parse().ok()?;
+                let draining = match action {
+                    "drain" => true,
+                    "undrain" => false,
+                    _ => return None,
+                };
+                self.node
+                    .set_draining(id, draining)
+                    .await
+                    .map(|()| serde_json::json!({ "node": id, "draining": draining }))
+            }
+            _ => return None,
+        };
+        let (status, document) = match document {
+            Ok(document) => (StatusCode::OK, document),
+            Err(error) => (
+                StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+                serde_json::json!({ "__type": error.code.to_string(), "message": error.message }),
+            ),
+        };
+        Some((status, serde_json::to_vec(&document).ok()?))
     }
 
     async fn call(&self, call: Call) -> Result<Value, KinesisError> {

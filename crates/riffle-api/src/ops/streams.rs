@@ -24,6 +24,7 @@ use super::common::mode_value;
 use super::common::quoted;
 use super::common::required_stream;
 use super::common::shard_value;
+use super::common::stream_identity;
 use super::common::timestamp;
 use super::tags::read_tag_map;
 use crate::wire::Map;
@@ -49,24 +50,7 @@ pub async fn create_stream(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Valu
         i64::from(i32::MAX),
     )?;
     let mode = match input.map("StreamModeDetails")? {
-        Some(details) => match details.string("StreamMode")? {
-            None => {
-                errors.push(
-                    "null",
-                    "streamModeDetails.streamMode",
-                    "Member must not be null",
-                );
-                StreamMode::Provisioned
-            }
-            Some(text) => StreamMode::parse(text).unwrap_or_else(|| {
-                errors.push(
-                    &quoted(text),
-                    "streamModeDetails.streamMode",
-                    "Member must satisfy enum value set: [ON_DEMAND, PROVISIONED]",
-                );
-                StreamMode::Provisioned
-            }),
-        },
+        Some(details) => read_stream_mode(&mut errors, details)?,
         None => StreamMode::Provisioned,
     };
     let tags = match input.map("Tags")? {
@@ -104,6 +88,134 @@ pub async fn create_stream(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Valu
         })
         .await?;
     wait_for_status(api, &name, StreamStatus::Active, CREATE_WAIT).await;
+    Ok(Value::Map(Map::new()))
+}
+
+/// `StreamModeDetails.StreamMode` (required inside the structure).
+fn read_stream_mode(
+    errors: &mut ValidationErrors,
+    details: &Map,
+) -> Result<StreamMode, KinesisError> {
+    Ok(match details.string("StreamMode")? {
+        None => {
+            errors.push(
+                "null",
+                "streamModeDetails.streamMode",
+                "Member must not be null",
+            );
+            StreamMode::Provisioned
+        }
+        Some(text) => StreamMode::parse(text).unwrap_or_else(|| {
+            errors.push(
+                &quoted(text),
+                "streamModeDetails.streamMode",
+                "Member must satisfy enum value set: [ON_DEMAND, PROVISIONED]",
+            );
+            StreamMode::Provisioned
+        }),
+    })
+}
+
+/// UpdateShardCount: accepted at once (the stream turns UPDATING); the scheduler reshards step
+/// by step to equal ranges, then the stream is ACTIVE again.
+pub async fn update_shard_count(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    input: &Map,
+) -> Result<Value, KinesisError> {
+    let mut errors = ValidationErrors::new();
+    let name = required_stream(ctx, input, &mut errors)?;
+    let target = bounded_int(
+        &mut errors,
+        input,
+        "TargetShardCount",
+        "targetShardCount",
+        1,
+        i64::from(i32::MAX),
+    )?;
+    if target.is_none() {
+        errors.push("null", "targetShardCount", "Member must not be null");
+    }
+    match input.string("ScalingType")? {
+        None => errors.push("null", "scalingType", "Member must not be null"),
+        Some("UNIFORM_SCALING") => {}
+        Some(other) => errors.push(
+            &quoted(other),
+            "scalingType",
+            "Member must satisfy enum value set: [UNIFORM_SCALING]",
+        ),
+    }
+    errors.into_result()?;
+    let target = target.unwrap_or_default() as u32;
+    let state = api.synced_state().await;
+    let stream = find_stream(ctx, &state, &name)?;
+    let current = stream.open_shard_count();
+    api.node
+        .control()
+        .propose(ControlCommand::UpdateShardCount {
+            name: name.clone(),
+            target,
+            now_ms: ctx.now_ms,
+            shard_limit: api.node.config().shard_limit,
+        })
+        .await?;
+    let mut output = Map::with_capacity(4);
+    output.push("StreamName", name);
+    output.push("CurrentShardCount", current as i64);
+    output.push("TargetShardCount", i64::from(target));
+    output.push("StreamARN", ctx.arn(&stream));
+    Ok(Value::Map(output))
+}
+
+/// UpdateStreamMode: PROVISIONED ⇄ ON_DEMAND; the shards stay as they are (on-demand streams
+/// then scale with their load).
+pub async fn update_stream_mode(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    input: &Map,
+) -> Result<Value, KinesisError> {
+    let mut errors = ValidationErrors::new();
+    let arn = input.string("StreamARN")?;
+    if arn.is_none() {
+        errors.push("null", "streamARN", "Member must not be null");
+    }
+    let name = stream_identity(ctx, input, &mut errors)?;
+    let mode = match input.map("StreamModeDetails")? {
+        Some(details) => Some(read_stream_mode(&mut errors, details)?),
+        None => {
+            errors.push("null", "streamModeDetails", "Member must not be null");
+            None
+        }
+    };
+    errors.into_result()?;
+    let (Some(name), Some(mode)) = (name, mode) else {
+        return Err(KinesisError::invalid_argument(
+            "StreamARN must be provided.",
+        ));
+    };
+    if mode == StreamMode::OnDemand {
+        let state = api.synced_state().await;
+        let on_demand = state
+            .streams
+            .values()
+            .filter(|stream| stream.mode == StreamMode::OnDemand && stream.name != name)
+            .count();
+        if on_demand >= limits::DEFAULT_ON_DEMAND_STREAM_LIMIT as usize {
+            return Err(KinesisError::limit_exceeded(format!(
+                "This request would exceed the on-demand stream count limit of {} for the account {}.",
+                limits::DEFAULT_ON_DEMAND_STREAM_LIMIT,
+                ctx.account
+            )));
+        }
+    }
+    api.node
+        .control()
+        .propose(ControlCommand::UpdateStreamMode {
+            name,
+            mode,
+            now_ms: ctx.now_ms,
+        })
+        .await?;
     Ok(Value::Map(Map::new()))
 }
 

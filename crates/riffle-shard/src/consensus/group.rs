@@ -1,6 +1,7 @@
 //! A running Raft group on this node: start/stop, bootstrap, propose, leadership.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
+use openraft::ChangeMembers;
 use openraft::Config;
 use openraft::LinearizerOption;
 use openraft::ReadPolicy;
@@ -38,6 +40,33 @@ use super::wire;
 use riffle_proto::peer as pb;
 
 type RaftHandle<M> = openraft::Raft<TypeConfig, StateMachineStore<M>>;
+
+/// Maps a failed write (entry or membership change) to what callers act on.
+fn write_error(error: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ProposeError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            let leader = match (forward.leader_id, forward.leader_node) {
+                (Some(id), Some(node)) => Some((id, node)),
+                _ => None,
+            };
+            ProposeError::NotLeader { leader }
+        }
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(forward)) => {
+            ProposeError::Ambiguous(forward.to_string())
+        }
+        RaftError::APIError(other) => ProposeError::Stopped(other.to_string()),
+        RaftError::Fatal(fatal) => ProposeError::Stopped(fatal.to_string()),
+    }
+}
+
+/// A group's members as one replica knows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub voters: BTreeSet<ReplicaId>,
+    pub learners: BTreeSet<ReplicaId>,
+    /// A membership change is half done (old and new voters both decide).
+    pub joint: bool,
+}
 
 /// The groups of a node that are awake (ticking), so that periodic work can visit only them:
 /// a node may host thousands of sleeping groups, and touching each costs memory traffic.
@@ -296,18 +325,69 @@ impl<M: Machine> Group<M> {
         replica: ReplicaId,
         node: ReplicaNode,
     ) -> Result<(), ProposeError> {
-        match self.raft.add_learner(replica, node, false).await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                let leader = match (forward.leader_id, forward.leader_node) {
-                    (Some(id), Some(node)) => Some((id, node)),
-                    _ => None,
-                };
-                Err(ProposeError::NotLeader { leader })
-            }
-            Err(RaftError::APIError(other)) => Err(ProposeError::Stopped(other.to_string())),
-            Err(RaftError::Fatal(fatal)) => Err(ProposeError::Stopped(fatal.to_string())),
+        self.wake();
+        self.raft
+            .add_learner(replica, node, false)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    /// Makes `voters` the group's voters (through joint consensus; every new voter must already
+    /// be a learner). Members no longer voting leave the group. Must run on the leader.
+    pub async fn change_voters(&self, voters: BTreeSet<ReplicaId>) -> Result<(), ProposeError> {
+        self.wake();
+        self.raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters), false)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    /// Removes learners from the group. Must run on the leader.
+    pub async fn remove_learners(&self, learners: BTreeSet<ReplicaId>) -> Result<(), ProposeError> {
+        self.wake();
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(learners), false)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    /// Asks the group to hand leadership to `to` (which takes over once it has the leader's
+    /// log). Ignored unless this replica leads.
+    pub async fn transfer_leader(&self, to: ReplicaId) -> Result<(), GroupError> {
+        self.wake();
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|fatal| GroupError::Stopped(fatal.to_string()))
+    }
+
+    /// The group's voters and learners, as this replica knows them.
+    pub fn membership(&self) -> Membership {
+        let metrics = self.server_metrics.borrow_watched();
+        let config = metrics.membership_config.membership();
+        let voters: BTreeSet<ReplicaId> = config.voter_ids().collect();
+        let learners = config
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| !voters.contains(id))
+            .collect();
+        Membership {
+            voters,
+            learners,
+            joint: config.get_joint_config().len() > 1,
         }
+    }
+
+    /// On the leader: how many entries `replica` is behind (`None` when unknown here).
+    pub fn lag_of(&self, replica: ReplicaId) -> Option<u64> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let last = metrics.last_log_index?;
+        let matched = metrics.replication.as_ref()?.get(&replica)?.as_ref()?.index;
+        Some(last.saturating_sub(matched))
     }
 
     /// Starts an election now (the preferred leader of a new group does, instead of waiting
@@ -363,18 +443,7 @@ impl<M: Machine> Group<M> {
                 index: log_id.index,
                 reply: data,
             }),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                let leader = match (forward.leader_id, forward.leader_node) {
-                    (Some(id), Some(node)) => Some((id, node)),
-                    _ => None,
-                };
-                Err(ProposeError::NotLeader { leader })
-            }
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(forward))) => {
-                Err(ProposeError::Ambiguous(forward.to_string()))
-            }
-            Err(RaftError::APIError(other)) => Err(ProposeError::Stopped(other.to_string())),
-            Err(RaftError::Fatal(fatal)) => Err(ProposeError::Stopped(fatal.to_string())),
+            Err(error) => Err(write_error(error)),
         }
     }
 

@@ -15,6 +15,7 @@ pub use group::AwakeSet;
 pub use group::Group;
 pub use group::GroupError;
 pub use group::GroupOptions;
+pub use group::Membership;
 pub use group::ProposeError;
 pub use group::Proposed;
 pub use network::PeerError;
