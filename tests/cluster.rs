@@ -1,6 +1,8 @@
 //! A real three-process cluster driven by `aws-sdk-kinesis`: any node serves any request,
-//! iterators travel between nodes, and killing the node that leads shards (or the metadata
-//! group) under a write load through every endpoint loses and reorders nothing.
+//! iterators travel between nodes, killing the node that leads shards (or the metadata group)
+//! under a write load through every endpoint loses and reorders nothing, neither does a
+//! reshard that overlaps a node kill, and shard leaders spread over the nodes (again after a
+//! killed node returns).
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -170,11 +172,13 @@ async fn read_all(kinesis: &Client, name: &str) -> BTreeMap<String, Vec<(String,
     out
 }
 
+/// Shards in index order (children come after their parents), so each writer's records (one
+/// partition key) must come out in the order written even across resharding.
 fn check(ledger: &Ledger, stored: &BTreeMap<String, Vec<(String, String)>>) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut positions: HashMap<&str, (&str, &str)> = HashMap::new();
+    let mut last_per_writer: HashMap<&str, &str> = HashMap::new();
     for (shard, records) in stored {
-        let mut last_per_writer: HashMap<&str, &str> = HashMap::new();
         for window in records.windows(2) {
             assert!(
                 window[0].1 < window[1].1,
@@ -419,4 +423,131 @@ async fn the_metadata_group_survives_its_leader() {
     cluster.restart(leader).unwrap();
     let restarted = client(&cluster.endpoint(leader));
     wait_active(&restarted, &second).await.unwrap();
+}
+
+/// Open shards of `stream` led by each node, from `/_riffle/status` (leaders as the metadata
+/// leader last recorded them).
+async fn leaders_per_node(endpoint: &str) -> BTreeMap<u64, u64> {
+    let status = status_of(endpoint).await;
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| {
+            (
+                node["id"].as_u64().unwrap(),
+                node["leaders"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_for_leaders(endpoint: &str, wanted: &[u64], timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let counts = leaders_per_node(endpoint).await;
+        if counts.values().copied().collect::<Vec<_>>() == wanted {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "leaders per node {counts:?}, wanted {wanted:?} within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twelve_shard_leaders_spread_four_per_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = RiffleCluster::start(dir.path(), 3).unwrap();
+    let kinesis = client(&cluster.endpoint(1));
+    let name = stream_name("spread");
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(12)
+        .send()
+        .await
+        .unwrap();
+    wait_active(&kinesis, &name).await.unwrap();
+    wait_for_leaders(&cluster.endpoint(1), &[4, 4, 4], Duration::from_secs(20)).await;
+    cluster.kill9(3).unwrap();
+    wait_for_leaders(&cluster.endpoint(1), &[6, 6, 0], Duration::from_secs(20)).await;
+    cluster.restart(3).unwrap();
+    wait_for_leaders(&cluster.endpoint(1), &[4, 4, 4], Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reshard_overlapping_a_node_kill_loses_nothing() {
+    use aws_sdk_kinesis::types::ScalingType;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = RiffleCluster::start(dir.path(), 3).unwrap();
+    let clients: Vec<Client> = (1..=3).map(|id| client(&cluster.endpoint(id))).collect();
+    let name = stream_name("reshardkill");
+    clients[0]
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(4)
+        .send()
+        .await
+        .unwrap();
+    wait_active(&clients[0], &name).await.unwrap();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            tokio::spawn(writer(
+                clients.clone(),
+                name.clone(),
+                w,
+                ledger.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    clients[0]
+        .update_shard_count()
+        .stream_name(&name)
+        .target_shard_count(8)
+        .scaling_type(ScalingType::UniformScaling)
+        .send()
+        .await
+        .unwrap();
+    // Node 2 dies while the parents are being sealed and the children start.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.kill9(2).unwrap();
+    wait_active(&clients[0], &name).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.restart(2).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    assert!(
+        ledger.acked.len() > 100,
+        "{} writes acknowledged",
+        ledger.acked.len()
+    );
+    let summary = clients[0]
+        .describe_stream_summary()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary
+            .stream_description_summary()
+            .unwrap()
+            .open_shard_count(),
+        8
+    );
+    for id in 1..=3 {
+        let stored = read_all(&client(&cluster.endpoint(id)), &name).await;
+        assert_eq!(stored.len(), 12, "4 parents and 8 children");
+        check(&ledger, &stored);
+    }
 }

@@ -557,3 +557,183 @@ async fn describe_limits_counts_open_shards() {
     assert_eq!(after.shard_limit(), 20_000);
     assert_eq!(after.on_demand_stream_count_limit(), 50);
 }
+
+#[tokio::test]
+async fn update_shard_count_reshards_to_equal_ranges() {
+    use aws_sdk_kinesis::types::ScalingType;
+    let (_dir, node) = node();
+    let kinesis = client(&node.endpoint());
+    let name = stream_name("scale");
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(3)
+        .send()
+        .await
+        .unwrap();
+    wait_active(&kinesis, &name).await.unwrap();
+
+    // Out of [half, double] of the open count: LimitExceeded, with AWS's messages.
+    for (target, message) in [
+        (7, "cannot scale up over double"),
+        (1, "cannot scale down below half"),
+    ] {
+        let error = kinesis
+            .update_shard_count()
+            .stream_name(&name)
+            .target_shard_count(target)
+            .scaling_type(ScalingType::UniformScaling)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error_code(&error).as_deref(),
+            Some("LimitExceededException")
+        );
+        assert!(format!("{error:?}").contains(message), "{error:?}");
+    }
+    let error = kinesis
+        .update_shard_count()
+        .stream_name(&name)
+        .target_shard_count(4)
+        .scaling_type(ScalingType::from("LINEAR"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&error).as_deref(), Some("ValidationException"));
+
+    let answer = kinesis
+        .update_shard_count()
+        .stream_name(&name)
+        .target_shard_count(5)
+        .scaling_type(ScalingType::UniformScaling)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.current_shard_count(), Some(3));
+    assert_eq!(answer.target_shard_count(), Some(5));
+    assert_eq!(answer.stream_name(), Some(name.as_str()));
+    assert!(
+        answer
+            .stream_arn()
+            .unwrap()
+            .ends_with(&format!("stream/{name}"))
+    );
+    // UPDATING meanwhile: a second change is refused.
+    let busy = kinesis
+        .update_shard_count()
+        .stream_name(&name)
+        .target_shard_count(6)
+        .scaling_type(ScalingType::UniformScaling)
+        .send()
+        .await;
+    if let Err(error) = busy {
+        assert_eq!(
+            error_code(&error).as_deref(),
+            Some("ResourceInUseException")
+        );
+    }
+    wait_active(&kinesis, &name).await.unwrap();
+
+    let shards = kinesis
+        .list_shards()
+        .stream_name(&name)
+        .shard_filter(
+            aws_sdk_kinesis::types::ShardFilter::builder()
+                .r#type(aws_sdk_kinesis::types::ShardFilterType::AtLatest)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let open = shards.shards();
+    assert_eq!(open.len(), 5);
+    // Equal ranges: the five open shards split the key space evenly, in order.
+    let width = u128::MAX / 5;
+    let mut starts: Vec<u128> = open
+        .iter()
+        .map(|shard| {
+            shard
+                .hash_key_range()
+                .unwrap()
+                .starting_hash_key()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    starts.sort_unstable();
+    for (position, start) in starts.iter().enumerate() {
+        assert!(
+            start.abs_diff(width * position as u128 + position as u128) <= 5,
+            "shard {position} starts at {start}"
+        );
+    }
+    for shard in open {
+        assert!(shard.parent_shard_id().is_some(), "{shard:?} has a parent");
+    }
+
+    // On-demand streams do not take UpdateShardCount; UpdateStreamMode switches them.
+    let arn = kinesis
+        .describe_stream_summary()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary()
+        .unwrap()
+        .stream_arn()
+        .to_string();
+    kinesis
+        .update_stream_mode()
+        .stream_arn(&arn)
+        .stream_mode_details(
+            StreamModeDetails::builder()
+                .stream_mode(StreamMode::OnDemand)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let summary = kinesis
+        .describe_stream_summary()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary
+            .stream_description_summary()
+            .unwrap()
+            .stream_mode_details()
+            .unwrap()
+            .stream_mode(),
+        &StreamMode::OnDemand
+    );
+    let error = kinesis
+        .update_shard_count()
+        .stream_name(&name)
+        .target_shard_count(4)
+        .scaling_type(ScalingType::UniformScaling)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&error).as_deref(), Some("ValidationException"));
+    let error = kinesis
+        .update_stream_mode()
+        .stream_arn(arn.replace(&name, "no-such-stream"))
+        .stream_mode_details(
+            StreamModeDetails::builder()
+                .stream_mode(StreamMode::Provisioned)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&error).as_deref(),
+        Some("ResourceNotFoundException")
+    );
+}

@@ -497,7 +497,7 @@ pub fn apply(
                     "UpdateShardCount cannot scale up over double your current open shard count. Current open shard count: {open}, Target shard count: {target}"
                 )));
             }
-            if target < open / 2 {
+            if u64::from(target) * 2 < u64::from(open) {
                 return Err(KinesisError::limit_exceeded(format!(
                     "UpdateShardCount cannot scale down below half your current open shard count. Current open shard count: {open}, Target shard count: {target}"
                 )));
