@@ -6,6 +6,7 @@
 #   scripts/local-cluster.sh status    which processes run, and `riffle cluster status`
 #   scripts/local-cluster.sh kill N    SIGKILL node N
 #   scripts/local-cluster.sh start N   start node N again on its existing data
+#   scripts/local-cluster.sh join N AZ start a new node N (4-9) in AZ that joins the cluster
 #   scripts/local-cluster.sh wipe      down, then delete .riffle-local/
 #
 # Node N serves Kinesis on 127.0.0.1:456(6+N) (4567, 4568, 4569), peers on 127.0.0.1:466(6+N),
@@ -31,18 +32,33 @@ build() {
 pid_of() { cat "$root/node$1/pid" 2>/dev/null || true; }
 running() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
+# Nodes 1-3 plus any that joined (their directory holds `az`).
+nodes() {
+  local n
+  for n in 1 2 3 4 5 6 7 8 9; do
+    if [ "$n" -le 3 ] || [ -f "$root/node$n/az" ]; then echo "$n"; fi
+  done
+}
+
 start_node() {
-  local n=$1
+  local n=$1 az membership
   if running "$n"; then echo "node $n already running (pid $(pid_of "$n"))"; return; fi
   mkdir -p "$root/node$n"
+  if [ "$n" -le 3 ]; then
+    az=${azs[$((n - 1))]}
+    membership=(--peers "$peers")
+  else
+    az=$(cat "$root/node$n/az")
+    membership=(--join 127.0.0.1:4667)
+  fi
   # shellcheck disable=SC2086
   nohup "$binary" server \
-    --node-id "$n" --az "${azs[$((n - 1))]}" \
+    --node-id "$n" --az "$az" \
     --listen "127.0.0.1:$((4566 + n))" --peer-listen "127.0.0.1:$((4666 + n))" \
-    --peers "$peers" --data-dir "$root/node$n/data" ${RIFFLE_NODE_ARGS:-} \
+    "${membership[@]}" --data-dir "$root/node$n/data" ${RIFFLE_NODE_ARGS:-} \
     >>"$root/node$n/riffle.log" 2>&1 &
   echo $! >"$root/node$n/pid"
-  echo "node $n started (pid $!, kinesis 127.0.0.1:$((4566 + n)), ${azs[$((n - 1))]})"
+  echo "node $n started (pid $!, kinesis 127.0.0.1:$((4566 + n)), $az)"
 }
 
 # Returns once the node on port $1 answers CreateStream (creating and deleting a probe stream).
@@ -94,14 +110,14 @@ case "${1:-}" in
     echo "cluster is up: http://127.0.0.1:4567 http://127.0.0.1:4568 http://127.0.0.1:4569"
     ;;
   down)
-    for n in 1 2 3; do stop_node "$n"; done
+    for n in $(nodes); do stop_node "$n"; done
     echo "cluster is down"
     ;;
   status)
-    for n in 1 2 3; do
+    for n in $(nodes); do
       if running "$n"; then echo "node $n: running (pid $(pid_of "$n"))"; else echo "node $n: not running"; fi
     done
-    for n in 1 2 3; do
+    for n in $(nodes); do
       if running "$n"; then "$binary" cluster status --endpoint "http://127.0.0.1:$((4566 + n))" && exit 0; fi
     done
     ;;
@@ -116,13 +132,23 @@ case "${1:-}" in
     start_node "$n"
     wait_ready $((4566 + n))
     ;;
+  join)
+    n=${2:?usage: local-cluster.sh join N AZ}
+    az=${3:?usage: local-cluster.sh join N AZ}
+    [ "$n" -ge 4 ] && [ "$n" -le 9 ] || { echo "joining nodes are numbered 4-9"; exit 2; }
+    [ -x "$binary" ] || build
+    mkdir -p "$root/node$n"
+    echo "$az" >"$root/node$n/az"
+    start_node "$n"
+    wait_ready $((4566 + n))
+    ;;
   wipe)
-    for n in 1 2 3; do stop_node "$n"; done
+    for n in $(nodes); do stop_node "$n"; done
     rm -rf "$root"
     echo "removed $root"
     ;;
   *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

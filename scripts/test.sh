@@ -86,4 +86,7 @@ python3 "$smoke" http://127.0.0.1:4568 http://127.0.0.1:4567 http://127.0.0.1:45
 ./target/debug/riffle cluster status --endpoint http://127.0.0.1:4568
 scripts/local-cluster.sh wipe
 
+step "scheduler on a fresh cluster: resharding lineage, leader spread, replica repair, on-demand scaling"
+scripts/scheduler-demo.sh
+
 step "all tests passed"
