@@ -1,5 +1,5 @@
-//! `riffle cluster status` (fetches `/_riffle/status` from any node and prints it) and
-//! `riffle node drain|undrain N`.
+//! `riffle cluster status` (fetches `/_riffle/status` from any node and prints it),
+//! `riffle node drain|undrain N` and `riffle health` (the same request with a short timeout).
 
 #![allow(clippy::print_stdout)]
 
@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::io::Write;
 use std::net::TcpStream;
+use std::net::ToSocketAddrs;
 use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::Context;
 use anyhow::bail;
@@ -112,21 +114,82 @@ pub fn drain(endpoint: &str, node: u64, draining: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Time `riffle health` allows for connecting, asking and reading the whole answer.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `riffle health`: whether the node at `endpoint` answers `GET /_riffle/status` with 200 within
+/// [`HEALTH_TIMEOUT`] (a node still forming its cluster does not answer yet). Prints one line.
+pub fn health(endpoint: &str) -> bool {
+    let started = Instant::now();
+    match request_within(endpoint, "GET", "/_riffle/status", HEALTH_TIMEOUT) {
+        Ok(document) => {
+            println!(
+                "healthy: node {} at {endpoint} answered in {} ms (metadata leader {})",
+                document["node"],
+                started.elapsed().as_millis(),
+                document["metadata_leader"]
+            );
+            true
+        }
+        Err(error) => {
+            // `{:#}`: the whole context chain; an answer's body may hold line breaks.
+            let reason = format!("{error:#}").replace(['\r', '\n'], " ");
+            println!("unhealthy: {endpoint}: {reason}");
+            false
+        }
+    }
+}
+
 /// `method` `{endpoint}{path}` over plain HTTP/1.1; the JSON answer.
 fn request(endpoint: &str, method: &str, path: &str) -> anyhow::Result<Value> {
+    request_within(endpoint, method, path, Duration::from_secs(30))
+}
+
+/// [`request`], giving up once `timeout` has passed (connecting, sending and reading together).
+fn request_within(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + timeout;
+    let remaining = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .with_context(|| format!("no complete answer within {timeout:?}"))
+    };
     let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
     if endpoint.starts_with("https://") {
         bail!("only http:// endpoints are supported");
     }
-    let mut stream =
-        TcpStream::connect(authority).with_context(|| format!("connecting to {authority}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut stream = connect(authority, remaining()?)?;
+    stream.set_write_timeout(Some(remaining()?))?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        stream.set_read_timeout(Some(remaining()?))?;
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => response.extend_from_slice(&buffer[..read]),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                bail!("no complete answer from {authority} within {timeout:?}")
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading from {authority}"));
+            }
+        }
+    }
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -139,4 +202,22 @@ fn request(endpoint: &str, method: &str, path: &str) -> anyhow::Result<Value> {
         );
     }
     serde_json::from_str(body).context("status is not JSON")
+}
+
+/// Connects to `authority` (`host:port`, names resolved), trying each address until one answers.
+fn connect(authority: &str, timeout: Duration) -> anyhow::Result<TcpStream> {
+    let addresses = authority
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {authority}"))?;
+    let mut last = None;
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last = Some(error),
+        }
+    }
+    match last {
+        Some(error) => Err(error).with_context(|| format!("connecting to {authority}")),
+        None => bail!("{authority} resolves to no address"),
+    }
 }

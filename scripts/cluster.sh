@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# A three-node Riffle cluster in Docker containers (deploy/docker-compose.yml), one node per AZ.
+#
+#   scripts/cluster.sh up              build the image (scripts/docker-image.sh), start riffle-1..3,
+#                                      wait until each node accepts CreateStream (at most 120 s)
+#   scripts/cluster.sh down            stop and remove the containers, the network and the data volumes
+#   scripts/cluster.sh status          `docker-compose ps`, and `riffle cluster status`
+#   scripts/cluster.sh logs [SERVICE]  the nodes' logs (extra arguments go to docker-compose logs,
+#                                      e.g. `logs -f riffle-2`)
+#
+# Node N runs in container riffle-N (labels riffle.node=N, riffle.az=az-a/az-b/az-c) and serves
+# Kinesis on 127.0.0.1:456(6+N) (4567, 4568, 4569). RIFFLE_PROFILE=debug builds the image from
+# the debug build (faster to build, slower to run). The compose project is `riffle`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile=${RIFFLE_PROFILE:-release}
+binary=target/$profile/riffle
+ports=(4567 4568 4569)
+compose=(docker-compose -f deploy/docker-compose.yml -p riffle)
+
+# Returns once the node on port $1 answers CreateStream (creating and deleting a probe stream),
+# giving up at the epoch second $2.
+wait_ready() {
+  local port=$1 deadline=$2
+  python3 - "$port" "$deadline" <<'PY'
+import json, sys, time, urllib.request, urllib.error
+port, deadline = sys.argv[1], float(sys.argv[2])
+def call(op, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=json.dumps(body).encode(), method="POST",
+        headers={"X-Amz-Target": f"Kinesis_20131202.{op}", "Content-Type": "application/x-amz-json-1.1"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError as e:
+        return 0, str(e).encode()
+name = f"riffle-up-probe-{port}"
+status, body = 0, b"not tried"
+while time.time() < deadline:
+    status, body = call("CreateStream", {"StreamName": name, "ShardCount": 1})
+    if status == 200 or b"ResourceInUseException" in body:
+        call("DeleteStream", {"StreamName": name})
+        sys.exit(0)
+    time.sleep(0.5)
+print(f"node on port {port} never accepted CreateStream: {status} {body[:200]!r}", file=sys.stderr)
+sys.exit(1)
+PY
+}
+
+case "${1:-}" in
+  up)
+    started=$(date +%s)
+    RIFFLE_PROFILE=$profile scripts/docker-image.sh
+    "${compose[@]}" up -d
+    deadline=$(($(date +%s) + 120))
+    for port in "${ports[@]}"; do
+      if ! wait_ready "$port" "$deadline"; then
+        "${compose[@]}" ps >&2
+        "${compose[@]}" logs --tail 30 >&2
+        exit 1
+      fi
+    done
+    echo "cluster is up after $(($(date +%s) - started)) s: http://127.0.0.1:4567 http://127.0.0.1:4568 http://127.0.0.1:4569"
+    ;;
+  down)
+    "${compose[@]}" down -v --remove-orphans
+    echo "cluster is down (containers, network and volumes removed)"
+    ;;
+  status)
+    "${compose[@]}" ps
+    # The first node that answers; without a local build, the binary inside the container.
+    for n in 1 2 3; do
+      if [ -x "$binary" ]; then
+        "$binary" cluster status --endpoint "http://127.0.0.1:${ports[$((n - 1))]}" && exit 0
+      else
+        docker exec "riffle-$n" /riffle cluster status --endpoint http://127.0.0.1:4567 && exit 0
+      fi
+    done
+    echo "no node answered /_riffle/status" >&2
+    exit 1
+    ;;
+  logs)
+    shift
+    "${compose[@]}" logs "$@"
+    ;;
+  *)
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
