@@ -975,6 +975,7 @@ impl Node {
     async fn hand_over(&self, shard: &ShardRecord, node: u64, replica: &ShardReplica) {
         const RETRY_AFTER: Duration = Duration::from_secs(5);
         const MAX_LAG: u64 = 64;
+        const TRANSFER_DEADLINE: Duration = Duration::from_secs(3);
         let Some(target) = shard.voters().find(|member| member.node == node) else {
             return;
         };
@@ -999,9 +1000,53 @@ impl Node {
             to_node = node,
             "handing leadership over"
         );
+        let vote = group.vote();
         if let Err(error) = group.transfer_leader(target.replica).await {
             tracing::warn!(group = shard.group, %error, "leadership transfer failed");
+            return;
         }
+        // openraft's transfer has no deadline: the leader stops heartbeats and forwards writes
+        // to the target until the target takes over. A target that stops answering right then
+        // (a paused or cut-off node) would leave the group unwritable, with its followers
+        // asleep, for as long as that lasts. If the transfer has not happened after a few
+        // seconds, hand over to another caught-up voter on a live node instead.
+        let alive = self.alive_nodes();
+        let others: Vec<u64> = shard
+            .voters()
+            .filter(|member| member.node != node && member.node != self.config.node_id)
+            .filter(|member| alive.contains(&member.node))
+            .map(|member| member.replica)
+            .collect();
+        let replica = replica.clone();
+        let group_id = shard.group;
+        tokio::spawn(async move {
+            tokio::time::sleep(TRANSFER_DEADLINE).await;
+            let group = replica.group();
+            if !group.is_leader() || group.vote() != vote {
+                return;
+            }
+            let fallback = others
+                .into_iter()
+                .find(|other| group.lag_of(*other).is_some_and(|lag| lag <= MAX_LAG));
+            match fallback {
+                Some(other) => {
+                    tracing::warn!(
+                        group = group_id,
+                        to_node = node,
+                        fallback = other,
+                        "leadership transfer did not complete; handing over to another voter"
+                    );
+                    if let Err(error) = group.transfer_leader(other).await {
+                        tracing::warn!(group = group_id, %error, "fallback leadership transfer failed");
+                    }
+                }
+                None => tracing::warn!(
+                    group = group_id,
+                    to_node = node,
+                    "leadership transfer did not complete and no other voter is caught up"
+                ),
+            }
+        });
     }
 
     /// Moves a replica: adds the new one as a learner, promotes it in place of the old one once
