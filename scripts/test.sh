@@ -17,9 +17,12 @@ step "build"
 cargo build --workspace --all-targets --locked
 
 step "unit, property and end-to-end tests"
+# The chaos tests need the container image; they run in their own step below.
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  cargo nextest run --workspace --locked --no-fail-fast -E 'not binary(chaos)'
 else
+  # Without nextest the chaos binary runs here too, so its image is built first.
+  RIFFLE_PROFILE=debug scripts/docker-image.sh
   cargo test --workspace --locked --no-fail-fast
 fi
 
@@ -88,5 +91,19 @@ scripts/local-cluster.sh wipe
 
 step "scheduler on a fresh cluster: resharding lineage, leader spread, replica repair, on-demand scaling"
 scripts/scheduler-demo.sh
+
+step "chaos in containers: riffle:dev built from nothing, one short run per fault class (testcontainers)"
+if cargo nextest --version >/dev/null 2>&1; then
+  RIFFLE_PROFILE=debug scripts/docker-image.sh
+  cargo nextest run -p riffle-tests --test chaos --locked --no-fail-fast --test-threads 1
+fi
+
+step "riffle chaos against the local cluster (signals): a short run of repeated random faults"
+scripts/local-cluster.sh wipe >/dev/null
+scripts/local-cluster.sh up >/dev/null
+./target/debug/riffle chaos run --local .riffle-local --start-command "scripts/local-cluster.sh start" \
+  --schedule repeat --fault kill --fault pause --fault stop --target random \
+  --warmup 5 --duration 30 --every 10 --down 6 --settle 5 --rate 500 | tail -8
+scripts/local-cluster.sh wipe
 
 step "all tests passed"

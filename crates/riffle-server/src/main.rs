@@ -1,6 +1,8 @@
 //! `riffle`: runs a Riffle node (`riffle` alone is `riffle server`), inspects a cluster
-//! (`riffle cluster status`) and drains nodes (`riffle node drain|undrain N`).
+//! (`riffle cluster status`), drains nodes (`riffle node drain|undrain N`), checks one node's
+//! health (`riffle health`) and runs chaos scenarios (`riffle chaos run`).
 
+mod chaos;
 mod config;
 mod status;
 
@@ -52,6 +54,26 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Fault injection with a checked workload (Docker containers or local processes).
+    Chaos {
+        #[command(subcommand)]
+        command: ChaosCommand,
+    },
+    /// Exit 0 if the node answers `GET /_riffle/status` with 200 within 2 s, else 1
+    /// (for container health checks).
+    Health {
+        /// Kinesis API endpoint of the node.
+        #[arg(long, default_value = "http://127.0.0.1:4567")]
+        endpoint: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ChaosCommand {
+    /// Write through every node while faults hit the cluster, then read everything back
+    /// through every node and check it; exits 1 on any lost, phantom, moved, duplicated or
+    /// reordered record.
+    Run(Box<chaos::RunArgs>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,6 +119,15 @@ fn main() -> anyhow::Result<()> {
         }) => {
             return status::print(&endpoint, json);
         }
+        Some(Command::Chaos {
+            command: ChaosCommand::Run(args),
+        }) => {
+            init_cli_logging();
+            return chaos::run(*args);
+        }
+        Some(Command::Health { endpoint }) => {
+            std::process::exit(if status::health(&endpoint) { 0 } else { 1 });
+        }
         Some(Command::Node { command }) => {
             return match command {
                 NodeCommand::Drain { node, endpoint } => status::drain(&endpoint, node, true),
@@ -112,6 +143,15 @@ fn main() -> anyhow::Result<()> {
         .thread_name("riffle")
         .build()?;
     runtime.block_on(run(config))
+}
+
+/// Logs of client commands go to stderr, filtered by RIFFLE_LOG (default: warnings).
+fn init_cli_logging() {
+    let filter = std::env::var("RIFFLE_LOG").unwrap_or_else(|_| "warn".to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
