@@ -21,7 +21,7 @@ echo "   (ack: records acknowledged that second, fail: records that failed and w
 echo "    read: records the live readers consumed)"
 "target/$profile/riffle" chaos run --docker compose --schedule single --fault "$fault" --target az:az-b \
   --warmup 10 --down "$down" --settle 15 --shards 6 --rate 2000 --live --out target/demo-az-failure \
-  | sed -n '/^writes:/,$p'
+  | awk '/^scenario /{skip=1} /^writes:/{skip=0} !skip'  # live timeline, then the verdict
 echo
 echo "chart: target/demo-az-failure/report.svg   json: target/demo-az-failure/report.json"
 "target/$profile/riffle" cluster status --endpoint http://127.0.0.1:4568 | sed -n '1,6p'
