@@ -1,7 +1,11 @@
 //! A small Kinesis JSON client over HTTP/1.1 that tells definite failures from ambiguous ones,
 //! which the checker needs: a write that may have happened may legitimately appear twice.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -9,6 +13,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rand::seq::IndexedRandom;
 use serde_json::Value;
 use serde_json::json;
 
@@ -57,11 +62,19 @@ impl std::fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 /// Calls the Kinesis JSON API (`application/x-amz-json-1.1`) on any of a cluster's endpoints.
+///
+/// Like a client behind a load balancer with passive health checks, it avoids for a few seconds
+/// an endpoint that did not answer (refused, timed out, broken connection): a frozen node
+/// accepts connections and never answers, and a client that keeps picking it stalls.
 #[derive(Clone)]
 pub struct Kinesis {
     http: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    avoid: Arc<Mutex<HashMap<String, Instant>>>,
 }
+
+/// How long an endpoint that did not answer is avoided.
+const AVOID_FOR: Duration = Duration::from_secs(5);
 
 impl Kinesis {
     pub fn new(timeout: Duration) -> Kinesis {
@@ -71,7 +84,32 @@ impl Kinesis {
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Kinesis { http, timeout }
+        Kinesis {
+            http,
+            timeout,
+            avoid: Arc::default(),
+        }
+    }
+
+    /// A random endpoint among those not avoided right now (any, if all are).
+    pub fn pick(&self, endpoints: &[String]) -> String {
+        let now = Instant::now();
+        let healthy: Vec<&String> = match self.avoid.lock() {
+            Ok(avoid) => endpoints
+                .iter()
+                .filter(|e| avoid.get(*e).is_none_or(|until| *until <= now))
+                .collect(),
+            Err(_) => endpoints.iter().collect(),
+        };
+        let choices: Vec<&String> = if healthy.is_empty() {
+            endpoints.iter().collect()
+        } else {
+            healthy
+        };
+        choices
+            .choose(&mut rand::rng())
+            .map(|e| (*e).clone())
+            .expect("at least one endpoint")
     }
 
     /// One call of `op` with a JSON body on `endpoint` (e.g. `http://127.0.0.1:4567`).
@@ -101,9 +139,19 @@ impl Kinesis {
                 .to_bytes();
             Ok::<_, CallError>((status, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(self.timeout, exchange)
+        let outcome = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| CallError::Ambiguous("timeout".to_string()))??;
+            .map_err(|_| CallError::Ambiguous("timeout".to_string()))
+            .and_then(|result| result);
+        let (status, bytes) = match outcome {
+            Ok(answer) => answer,
+            Err(error) => {
+                if let Ok(mut avoid) = self.avoid.lock() {
+                    avoid.insert(endpoint.to_string(), Instant::now() + AVOID_FOR);
+                }
+                return Err(error);
+            }
+        };
         let value: Value = if bytes.is_empty() {
             json!({})
         } else {

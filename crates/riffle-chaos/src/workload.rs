@@ -366,13 +366,10 @@ async fn produce(
                 ledger.records.entry(id.clone()).or_default().attempts += 1;
             }
         }
-        let endpoint = config
-            .endpoints
-            .choose(&mut rand::rng())
-            .expect("an endpoint");
+        let endpoint = kinesis.pick(&config.endpoints);
         let result = kinesis
             .call(
-                endpoint,
+                &endpoint,
                 "PutRecords",
                 &json!({"StreamName": config.stream, "Records": entries}),
             )
@@ -454,11 +451,7 @@ async fn follow(
     let mut finished: std::collections::BTreeSet<String> = Default::default();
     let mut listed = Instant::now() - Duration::from_secs(60);
     while !stop.load(Ordering::Relaxed) {
-        let endpoint = config
-            .endpoints
-            .choose(&mut rand::rng())
-            .expect("an endpoint")
-            .clone();
+        let endpoint = kinesis.pick(&config.endpoints);
         if listed.elapsed() > Duration::from_secs(2)
             && let Ok(all) = list_shards(&kinesis, &endpoint, &config.stream).await
         {

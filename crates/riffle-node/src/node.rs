@@ -338,6 +338,38 @@ impl Node {
         alive
     }
 
+    /// Whether liveness currently calls `node` down (never this node).
+    fn is_down(&self, node: u64) -> bool {
+        node != self.config.node_id
+            && self
+                .health
+                .read()
+                .map(|health| health.get(&node).is_some_and(|peer| !peer.alive))
+                .unwrap_or(false)
+    }
+
+    /// Runs a call to `node`, giving up (`None`) as soon as liveness calls the node down: a
+    /// frozen or cut-off node never answers, and its callers should not wait for the
+    /// transport's timeout to move on.
+    async fn until_down<T>(
+        &self,
+        node: u64,
+        call: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        let went_down = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if self.is_down(node) {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            result = call => Some(result),
+            () = went_down => None,
+        }
+    }
+
     /// Stops the background tasks and every group. Storage stays as it is.
     pub async fn shutdown(&self) {
         self.stop.send_replace(true);
@@ -1237,13 +1269,24 @@ impl Node {
         let mut candidate = self.leader_guess(shard);
         let mut misses = 0usize;
         loop {
-            match call(candidate).await {
+            // A node liveness calls down is skipped like an unreachable one (a frozen node
+            // accepts connections but never answers).
+            let routed = if self.is_down(candidate) {
+                Routed::Unreachable
+            } else {
+                call(candidate).await
+            };
+            match routed {
                 Routed::Done(value) => {
                     self.remember_leader(shard.group, candidate);
                     return Ok(value);
                 }
                 Routed::Closed => return Err(DataError::Closed),
-                Routed::Failed(error) => return Err(DataError::Failed(error)),
+                Routed::Failed(error) => {
+                    // The next request guesses again rather than trusting this node.
+                    self.forget_leader(shard.group);
+                    return Err(DataError::Failed(error));
+                }
                 Routed::NotLeader(Some(hint)) if hint != candidate && replicas.contains(&hint) => {
                     candidate = hint;
                     continue;
@@ -1310,7 +1353,12 @@ impl Node {
             let Some(peers) = &self.peers else {
                 return Routed::Unreachable;
             };
-            match peers.append(node, request).await {
+            let Some(result) = self.until_down(node, peers.append(node, request)).await else {
+                return Routed::Failed(KinesisError::internal(format!(
+                    "write outcome unknown: node {node} stopped answering"
+                )));
+            };
+            match result {
                 Ok(response) => response,
                 Err(PeerError::Unreachable { .. }) => return Routed::Unreachable,
                 // Sent, but no answer: the write may have happened. Retrying elsewhere could
@@ -1361,10 +1409,10 @@ impl Node {
             let Some(peers) = &self.peers else {
                 return Routed::Unreachable;
             };
-            match peers.read(node, request).await {
-                Ok(response) => response,
+            match self.until_down(node, peers.read(node, request)).await {
+                Some(Ok(response)) => response,
                 // Reads have no side effects: any transport failure just moves on.
-                Err(_) => return Routed::Unreachable,
+                Some(Err(_)) | None => return Routed::Unreachable,
             }
         };
         if let Some(not_leader) = response.not_leader {
@@ -1420,9 +1468,9 @@ impl Node {
             let Some(peers) = &self.peers else {
                 return Routed::Unreachable;
             };
-            match peers.locate(node, request).await {
-                Ok(response) => response,
-                Err(_) => return Routed::Unreachable,
+            match self.until_down(node, peers.locate(node, request)).await {
+                Some(Ok(response)) => response,
+                Some(Err(_)) | None => return Routed::Unreachable,
             }
         };
         if let Some(not_leader) = response.not_leader {
