@@ -101,6 +101,8 @@ pub struct Timeline {
     pub longest_gap: Option<(u64, u64)>,
     /// Put-to-consume latency of records the live readers saw, in ms.
     pub consume_latency_ms: Vec<u32>,
+    /// When the load stopped (the end of the last gap; the read-back is not an outage).
+    stopped: Option<Instant>,
 }
 
 impl Timeline {
@@ -113,7 +115,14 @@ impl Timeline {
             last_ack: None,
             longest_gap: None,
             consume_latency_ms: Vec::new(),
+            stopped: None,
         }
+    }
+
+    /// Marks the end of the load.
+    pub fn stop(&mut self) {
+        self.fill_to_now();
+        self.stopped.get_or_insert_with(Instant::now);
     }
 
     pub fn elapsed_ms(&self) -> u64 {
@@ -172,12 +181,13 @@ impl Timeline {
         }
     }
 
-    /// The longest gap between acknowledgements, counting the time from the last one to `now`
-    /// (a run that ends inside an outage has a gap too).
+    /// The longest gap between acknowledgements, counting the time from the last one to the
+    /// end of the load (a run that ends inside an outage has a gap too).
     pub fn longest_gap_ms(&self) -> u64 {
         let mut longest = self.longest_gap.map(|(from, to)| to - from).unwrap_or(0);
         if let Some(last) = self.last_ack {
-            longest = longest.max(last.elapsed().as_millis() as u64);
+            let end = self.stopped.unwrap_or_else(Instant::now);
+            longest = longest.max(end.saturating_duration_since(last).as_millis() as u64);
         }
         longest
     }
@@ -319,6 +329,7 @@ impl Workload {
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
+        self.timeline.lock().expect("timeline").stop();
     }
 }
 
@@ -681,4 +692,26 @@ pub fn jitter(max: Duration) -> Duration {
         return max;
     }
     Duration::from_millis(rand::rng().random_range(0..max.as_millis() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_back_after_the_load_is_not_a_gap() {
+        let mut timeline = Timeline::new();
+        let first = Instant::now();
+        timeline.acked(10);
+        std::thread::sleep(Duration::from_millis(30));
+        timeline.acked(10);
+        timeline.stop();
+        let load = first.elapsed().as_millis() as u64;
+        std::thread::sleep(Duration::from_millis(100));
+        let gap = timeline.longest_gap_ms();
+        assert!(
+            gap >= 30 && gap <= load,
+            "gap {gap} ms, load lasted {load} ms"
+        );
+    }
 }
