@@ -19,35 +19,8 @@ binary=target/$profile/riffle
 ports=(4567 4568 4569)
 compose=(docker-compose -f deploy/docker-compose.yml -p riffle)
 
-# Returns once the node on port $1 answers CreateStream (creating and deleting a probe stream),
-# giving up at the epoch second $2.
-wait_ready() {
-  local port=$1 deadline=$2
-  python3 - "$port" "$deadline" <<'PY'
-import json, sys, time, urllib.request, urllib.error
-port, deadline = sys.argv[1], float(sys.argv[2])
-def call(op, body):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=json.dumps(body).encode(), method="POST",
-        headers={"X-Amz-Target": f"Kinesis_20131202.{op}", "Content-Type": "application/x-amz-json-1.1"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except OSError as e:
-        return 0, str(e).encode()
-name = f"riffle-up-probe-{port}"
-status, body = 0, b"not tried"
-while time.time() < deadline:
-    status, body = call("CreateStream", {"StreamName": name, "ShardCount": 1})
-    if status == 200 or b"ResourceInUseException" in body:
-        call("DeleteStream", {"StreamName": name})
-        sys.exit(0)
-    time.sleep(0.5)
-print(f"node on port {port} never accepted CreateStream: {status} {body[:200]!r}", file=sys.stderr)
-sys.exit(1)
-PY
-}
+# Returns once the node on port $1 answers CreateStream, giving up at the epoch second $2.
+wait_ready() { python3 scripts/wait_ready.py "$1" "$2"; }
 
 case "${1:-}" in
   up)

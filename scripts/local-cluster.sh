@@ -61,34 +61,8 @@ start_node() {
   echo "node $n started (pid $!, kinesis 127.0.0.1:$((4566 + n)), $az)"
 }
 
-# Returns once the node on port $1 answers CreateStream (creating and deleting a probe stream).
-wait_ready() {
-  local port=$1
-  python3 - "$port" <<'PY'
-import json, sys, time, urllib.request, urllib.error
-port = sys.argv[1]
-def call(op, body):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=json.dumps(body).encode(), method="POST",
-        headers={"X-Amz-Target": f"Kinesis_20131202.{op}", "Content-Type": "application/x-amz-json-1.1"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except OSError as e:
-        return 0, str(e).encode()
-deadline = time.time() + 120
-name = f"riffle-up-probe-{port}"
-while time.time() < deadline:
-    status, body = call("CreateStream", {"StreamName": name, "ShardCount": 1})
-    if status == 200 or b"ResourceInUseException" in body:
-        call("DeleteStream", {"StreamName": name})
-        sys.exit(0)
-    time.sleep(0.5)
-print(f"node on port {port} never accepted CreateStream: {status} {body[:200]!r}", file=sys.stderr)
-sys.exit(1)
-PY
-}
+# Returns once the node on port $1 answers CreateStream (at most 120 s).
+wait_ready() { python3 scripts/wait_ready.py "$1"; }
 
 stop_node() {
   local n=$1 pid
