@@ -737,3 +737,186 @@ async fn update_shard_count_reshards_to_equal_ranges() {
         Some("ResourceNotFoundException")
     );
 }
+
+#[tokio::test]
+async fn stream_consumers_register_list_describe_and_deregister() {
+    use aws_sdk_kinesis::types::ConsumerStatus;
+    let (_dir, node) = node();
+    let kinesis = client(&node.endpoint());
+    let name = stream_name("consumers");
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    wait_active(&kinesis, &name).await.unwrap();
+    let stream_arn = kinesis
+        .describe_stream_summary()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary
+        .unwrap()
+        .stream_arn;
+
+    let registered = kinesis
+        .register_stream_consumer()
+        .stream_arn(&stream_arn)
+        .consumer_name("app-1")
+        .send()
+        .await
+        .unwrap()
+        .consumer
+        .unwrap();
+    assert_eq!(registered.consumer_name, "app-1");
+    // CREATING at first; the metadata leader may have activated it already.
+    assert!(
+        matches!(
+            registered.consumer_status,
+            ConsumerStatus::Creating | ConsumerStatus::Active
+        ),
+        "{:?}",
+        registered.consumer_status
+    );
+    assert!(
+        registered
+            .consumer_arn
+            .starts_with(&format!("{stream_arn}/consumer/app-1:")),
+        "{}",
+        registered.consumer_arn
+    );
+    let again = kinesis
+        .register_stream_consumer()
+        .stream_arn(&stream_arn)
+        .consumer_name("app-1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&again).as_deref(),
+        Some("ResourceInUseException")
+    );
+
+    // CREATING becomes ACTIVE by itself; by ARN or by stream and name.
+    let mut status = ConsumerStatus::Creating;
+    for _ in 0..50 {
+        let described = kinesis
+            .describe_stream_consumer()
+            .consumer_arn(&registered.consumer_arn)
+            .send()
+            .await
+            .unwrap()
+            .consumer_description
+            .unwrap();
+        assert_eq!(described.stream_arn, stream_arn);
+        status = described.consumer_status;
+        if status == ConsumerStatus::Active {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, ConsumerStatus::Active);
+    let by_name = kinesis
+        .describe_stream_consumer()
+        .stream_arn(&stream_arn)
+        .consumer_name("app-1")
+        .send()
+        .await
+        .unwrap()
+        .consumer_description
+        .unwrap();
+    assert_eq!(by_name.consumer_arn, registered.consumer_arn);
+
+    // 20 per stream; paginated listing in name order.
+    for i in 2..=20 {
+        kinesis
+            .register_stream_consumer()
+            .stream_arn(&stream_arn)
+            .consumer_name(format!("app-{i:02}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let over = kinesis
+        .register_stream_consumer()
+        .stream_arn(&stream_arn)
+        .consumer_name("one-too-many")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&over).as_deref(), Some("LimitExceededException"));
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = kinesis
+            .list_stream_consumers()
+            .stream_arn(&stream_arn)
+            .max_results(7)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        names.extend(page.consumers().iter().map(|c| c.consumer_name.clone()));
+        token = page.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(names.len(), 20);
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+    let summary = kinesis
+        .describe_stream_summary()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary
+        .unwrap();
+    assert_eq!(summary.consumer_count, Some(20));
+
+    // Deregistered consumers go away; a stream with consumers needs EnforceConsumerDeletion.
+    kinesis
+        .deregister_stream_consumer()
+        .consumer_arn(&registered.consumer_arn)
+        .send()
+        .await
+        .unwrap();
+    let mut gone = false;
+    for _ in 0..50 {
+        let result = kinesis
+            .describe_stream_consumer()
+            .consumer_arn(&registered.consumer_arn)
+            .send()
+            .await;
+        if let Err(error) = &result {
+            assert_eq!(
+                error_code(error).as_deref(),
+                Some("ResourceNotFoundException")
+            );
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the deregistered consumer stayed");
+    let refused = kinesis
+        .delete_stream()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&refused).as_deref(),
+        Some("ResourceInUseException")
+    );
+    kinesis
+        .delete_stream()
+        .stream_name(&name)
+        .enforce_consumer_deletion(true)
+        .send()
+        .await
+        .unwrap();
+}

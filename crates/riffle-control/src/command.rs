@@ -14,6 +14,8 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use crate::model::ClusterInfo;
+use crate::model::ConsumerRecord;
+use crate::model::ConsumerStatus;
 use crate::model::ControlState;
 use crate::model::NodeRecord;
 use crate::model::ReplicaMove;
@@ -74,6 +76,27 @@ pub enum ControlCommand {
     AddTags {
         name: String,
         tags: BTreeMap<String, String>,
+    },
+    /// RegisterStreamConsumer: a new consumer, CREATING until the metadata leader activates it.
+    RegisterConsumer {
+        stream: String,
+        name: String,
+        now_ms: u64,
+    },
+    ConsumerActive {
+        stream: String,
+        name: String,
+        created_ms: u64,
+    },
+    /// DeregisterStreamConsumer: DELETING until the metadata leader removes it.
+    DeregisterConsumer {
+        stream: String,
+        name: String,
+    },
+    ConsumerDeleted {
+        stream: String,
+        name: String,
+        created_ms: u64,
     },
     RemoveTags {
         name: String,
@@ -182,6 +205,10 @@ impl ControlCommand {
             ControlCommand::DeleteStream { .. } => "DeleteStream",
             ControlCommand::StreamDeleted { .. } => "StreamDeleted",
             ControlCommand::AddTags { .. } => "AddTags",
+            ControlCommand::RegisterConsumer { .. } => "RegisterConsumer",
+            ControlCommand::ConsumerActive { .. } => "ConsumerActive",
+            ControlCommand::DeregisterConsumer { .. } => "DeregisterConsumer",
+            ControlCommand::ConsumerDeleted { .. } => "ConsumerDeleted",
             ControlCommand::RemoveTags { .. } => "RemoveTags",
             ControlCommand::SetRetention { .. } => "SetRetention",
             ControlCommand::SplitShard { .. } => "SplitShard",
@@ -297,6 +324,7 @@ pub fn apply(
                 tags,
                 scaling_target: None,
                 last_resharded_ms: now_ms,
+                consumers: BTreeMap::new(),
             };
             state.streams.insert(name, Arc::new(stream));
             Ok(ControlReply::StreamCreated { created_ms: now_ms })
@@ -360,6 +388,88 @@ pub fn apply(
                 )));
             }
             stream.tags = merged;
+            Ok(ControlReply::Done)
+        }
+        ControlCommand::RegisterConsumer {
+            stream,
+            name,
+            now_ms,
+        } => {
+            let record = stream_mut(state, &stream, &names)?;
+            require_status(
+                record,
+                &names,
+                &[StreamStatus::Active, StreamStatus::Updating],
+            )?;
+            if record.consumers.contains_key(&name) {
+                return Err(KinesisError::in_use(format!(
+                    "Consumer {name} under stream {stream} under account {} already exists.",
+                    names.account
+                )));
+            }
+            if record.consumers.len() >= limits::MAX_CONSUMERS_PER_STREAM {
+                return Err(KinesisError::limit_exceeded(format!(
+                    "Stream {stream} under account {} has reached its limit of {} consumers.",
+                    names.account,
+                    limits::MAX_CONSUMERS_PER_STREAM
+                )));
+            }
+            record.consumers.insert(
+                name.clone(),
+                ConsumerRecord {
+                    name,
+                    created_ms: now_ms,
+                    status: ConsumerStatus::Creating,
+                },
+            );
+            Ok(ControlReply::Done)
+        }
+        ControlCommand::ConsumerActive {
+            stream,
+            name,
+            created_ms,
+        } => {
+            let Some(consumer) = state
+                .streams
+                .get_mut(&stream)
+                .map(Arc::make_mut)
+                .and_then(|record| record.consumers.get_mut(&name))
+                .filter(|c| c.created_ms == created_ms && c.status == ConsumerStatus::Creating)
+            else {
+                return Ok(ControlReply::Unchanged);
+            };
+            consumer.status = ConsumerStatus::Active;
+            Ok(ControlReply::Done)
+        }
+        ControlCommand::DeregisterConsumer { stream, name } => {
+            let record = stream_mut(state, &stream, &names)?;
+            let Some(consumer) = record.consumers.get_mut(&name) else {
+                return Err(KinesisError::not_found(format!(
+                    "Consumer {name} under stream {stream} under account {} not found.",
+                    names.account
+                )));
+            };
+            if consumer.status == ConsumerStatus::Deleting {
+                return Ok(ControlReply::Unchanged);
+            }
+            consumer.status = ConsumerStatus::Deleting;
+            Ok(ControlReply::Done)
+        }
+        ControlCommand::ConsumerDeleted {
+            stream,
+            name,
+            created_ms,
+        } => {
+            let Some(record) = state.streams.get_mut(&stream).map(Arc::make_mut) else {
+                return Ok(ControlReply::Unchanged);
+            };
+            let gone = record.consumers.get(&name).is_some_and(|c| {
+                c.created_ms == created_ms && c.status == ConsumerStatus::Deleting
+            });
+            if !gone {
+                return Ok(ControlReply::Unchanged);
+            }
+            record.consumers.remove(&name);
             Ok(ControlReply::Done)
         }
         ControlCommand::RemoveTags { name, keys } => {

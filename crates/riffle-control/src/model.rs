@@ -112,6 +112,46 @@ pub struct StreamRecord {
     /// When the stream was last resharded (for on-demand scaling cooldowns).
     #[serde(default)]
     pub last_resharded_ms: u64,
+    /// Registered enhanced fan-out consumers, by name.
+    #[serde(default)]
+    pub consumers: BTreeMap<String, ConsumerRecord>,
+}
+
+/// A stream consumer's lifecycle (RegisterStreamConsumer → ACTIVE; Deregister → gone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsumerStatus {
+    Creating,
+    Active,
+    Deleting,
+}
+
+impl ConsumerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsumerStatus::Creating => "CREATING",
+            ConsumerStatus::Active => "ACTIVE",
+            ConsumerStatus::Deleting => "DELETING",
+        }
+    }
+}
+
+/// A registered stream consumer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerRecord {
+    pub name: String,
+    pub created_ms: u64,
+    pub status: ConsumerStatus,
+}
+
+impl ConsumerRecord {
+    /// `arn:aws:kinesis:REGION:ACCOUNT:stream/STREAM/consumer/NAME:CREATED_SECONDS`.
+    pub fn arn(&self, stream_arn: &str) -> String {
+        format!(
+            "{stream_arn}/consumer/{}:{}",
+            self.name,
+            self.created_ms / 1000
+        )
+    }
 }
 
 /// Where a shard is in its life.
@@ -323,6 +363,7 @@ mod tests {
             tags: BTreeMap::new(),
             scaling_target: None,
             last_resharded_ms: 0,
+            consumers: BTreeMap::new(),
         }
     }
 

@@ -140,6 +140,7 @@ mod tests {
             tags: BTreeMap::new(),
             scaling_target: None,
             last_resharded_ms: 0,
+            consumers: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use riffle_control::ControlCommand;
 use riffle_control::ControlPlane;
 use riffle_control::ControlState;
+use riffle_control::model::ConsumerStatus;
 use riffle_control::model::NodeRecord;
 use riffle_control::model::ShardRecord;
 use riffle_control::model::ShardState;
@@ -848,6 +849,26 @@ impl Node {
             };
             if let Err(error) = result {
                 tracing::warn!(stream = %stream.name, %error, "stream lifecycle step failed; will retry");
+            }
+            // Consumers need nothing from the shards: CREATING becomes ACTIVE and DELETING goes
+            // away on the next pass.
+            for consumer in stream.consumers.values() {
+                let command = match consumer.status {
+                    ConsumerStatus::Creating => ControlCommand::ConsumerActive {
+                        stream: stream.name.clone(),
+                        name: consumer.name.clone(),
+                        created_ms: consumer.created_ms,
+                    },
+                    ConsumerStatus::Deleting => ControlCommand::ConsumerDeleted {
+                        stream: stream.name.clone(),
+                        name: consumer.name.clone(),
+                        created_ms: consumer.created_ms,
+                    },
+                    ConsumerStatus::Active => continue,
+                };
+                if let Err(error) = self.control().propose(command).await {
+                    tracing::warn!(stream = %stream.name, consumer = %consumer.name, %error, "consumer lifecycle step failed; will retry");
+                }
             }
         }
     }

@@ -76,6 +76,9 @@ const _: () = {
     assert!(MAX_RECORD_DATA_BYTES <= MAX_GET_RECORDS_BYTES);
 };
 
+/// Registered consumers per stream (enhanced fan-out).
+pub const MAX_CONSUMERS_PER_STREAM: usize = 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

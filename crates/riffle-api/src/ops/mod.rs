@@ -3,6 +3,7 @@
 //! through the node (control commands to the metadata group, data to shard groups).
 
 mod common;
+mod consumers;
 mod records;
 mod shards;
 mod status;
@@ -54,10 +55,14 @@ pub enum Operation {
     DescribeLimits,
     UpdateShardCount,
     UpdateStreamMode,
+    RegisterStreamConsumer,
+    DescribeStreamConsumer,
+    ListStreamConsumers,
+    DeregisterStreamConsumer,
 }
 
 impl Operation {
-    const ALL: [Operation; 23] = [
+    const ALL: [Operation; 27] = [
         Operation::CreateStream,
         Operation::DeleteStream,
         Operation::DescribeStream,
@@ -81,6 +86,10 @@ impl Operation {
         Operation::DescribeLimits,
         Operation::UpdateShardCount,
         Operation::UpdateStreamMode,
+        Operation::RegisterStreamConsumer,
+        Operation::DescribeStreamConsumer,
+        Operation::ListStreamConsumers,
+        Operation::DeregisterStreamConsumer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -108,6 +117,10 @@ impl Operation {
             Operation::DescribeLimits => "DescribeLimits",
             Operation::UpdateShardCount => "UpdateShardCount",
             Operation::UpdateStreamMode => "UpdateStreamMode",
+            Operation::RegisterStreamConsumer => "RegisterStreamConsumer",
+            Operation::DescribeStreamConsumer => "DescribeStreamConsumer",
+            Operation::ListStreamConsumers => "ListStreamConsumers",
+            Operation::DeregisterStreamConsumer => "DeregisterStreamConsumer",
         }
     }
 
@@ -190,6 +203,18 @@ impl Api {
                 streams::change_retention(self, &ctx, input, RetentionChange::Decrease).await
             }
             Operation::AddTagsToStream => tags::add_tags_to_stream(self, &ctx, input).await,
+            Operation::RegisterStreamConsumer => {
+                consumers::register_stream_consumer(self, &ctx, input).await
+            }
+            Operation::DescribeStreamConsumer => {
+                consumers::describe_stream_consumer(self, &ctx, input).await
+            }
+            Operation::ListStreamConsumers => {
+                consumers::list_stream_consumers(self, &ctx, input).await
+            }
+            Operation::DeregisterStreamConsumer => {
+                consumers::deregister_stream_consumer(self, &ctx, input).await
+            }
             Operation::RemoveTagsFromStream => {
                 tags::remove_tags_from_stream(self, &ctx, input).await
             }

@@ -241,8 +241,20 @@ async fn wait_for_status(api: &Api, name: &str, status: StreamStatus, timeout: D
 pub async fn delete_stream(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
     let mut errors = ValidationErrors::new();
     let name = required_stream(ctx, input, &mut errors)?;
-    let _enforce_consumer_deletion = input.bool("EnforceConsumerDeletion")?;
+    let enforce_consumer_deletion = input.bool("EnforceConsumerDeletion")?.unwrap_or(false);
     errors.into_result()?;
+    if !enforce_consumer_deletion {
+        let state = api.synced_state().await;
+        if let Some(stream) = state.streams.get(&name)
+            && !stream.consumers.is_empty()
+        {
+            return Err(KinesisError::in_use(format!(
+                "Stream {name} under account {} has {} registered consumers; deregister them or set EnforceConsumerDeletion.",
+                ctx.account,
+                stream.consumers.len()
+            )));
+        }
+    }
     api.node
         .control()
         .propose(ControlCommand::DeleteStream { name })
@@ -314,7 +326,7 @@ pub async fn describe_stream_summary(
     summary.push("EnhancedMonitoring", enhanced_monitoring());
     summary.push("EncryptionType", "NONE");
     summary.push("OpenShardCount", stream.open_shard_count() as i64);
-    summary.push("ConsumerCount", 0i64);
+    summary.push("ConsumerCount", stream.consumers.len() as i64);
     Ok(Value::Map(
         Map::new().with("StreamDescriptionSummary", summary),
     ))
