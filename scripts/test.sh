@@ -56,6 +56,7 @@ endpoint="http://$(cat "$workdir/ready")"
 smoke=tests/conformance/smoke.py
 [ -f ../shared/conformance/smoke.py ] && smoke=../shared/conformance/smoke.py
 python3 "$smoke" "$endpoint"
+python3 tests/conformance/subscribe.py "$endpoint"
 
 export AWS_ACCESS_KEY_ID=riffle AWS_SECRET_ACCESS_KEY=riffle AWS_DEFAULT_REGION=us-east-1 AWS_PAGER=""
 aws="aws --endpoint-url $endpoint kinesis"

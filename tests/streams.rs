@@ -920,3 +920,128 @@ async fn stream_consumers_register_list_describe_and_deregister() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn subscribe_to_shard_delivers_records_in_order() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::ConsumerStatus;
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    use aws_sdk_kinesis::types::StartingPosition;
+    use aws_sdk_kinesis::types::SubscribeToShardEventStream;
+    let (_dir, node) = node();
+    let kinesis = client(&node.endpoint());
+    let name = stream_name("subscribe");
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    wait_active(&kinesis, &name).await.unwrap();
+    let stream_arn = kinesis
+        .describe_stream_summary()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary
+        .unwrap()
+        .stream_arn;
+    let consumer = kinesis
+        .register_stream_consumer()
+        .stream_arn(&stream_arn)
+        .consumer_name("reader")
+        .send()
+        .await
+        .unwrap()
+        .consumer
+        .unwrap();
+    for _ in 0..50 {
+        let status = kinesis
+            .describe_stream_consumer()
+            .consumer_arn(&consumer.consumer_arn)
+            .send()
+            .await
+            .unwrap()
+            .consumer_description
+            .unwrap()
+            .consumer_status;
+        if status == ConsumerStatus::Active {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let shard = kinesis
+        .list_shards()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .shards()[0]
+        .shard_id
+        .clone();
+    for i in 0..20 {
+        kinesis
+            .put_record()
+            .stream_name(&name)
+            .partition_key("k")
+            .data(Blob::new(format!("record-{i:02}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut output = kinesis
+        .subscribe_to_shard()
+        .consumer_arn(&consumer.consumer_arn)
+        .shard_id(&shard)
+        .starting_position(
+            StartingPosition::builder()
+                .r#type(ShardIteratorType::TrimHorizon)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    while received.len() < 20 {
+        let event = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            output.event_stream.recv(),
+        )
+        .await
+        .expect("an event within 20 s")
+        .unwrap()
+        .expect("the stream stays open");
+        if let SubscribeToShardEventStream::SubscribeToShardEvent(event) = event {
+            received.extend(
+                event
+                    .records()
+                    .iter()
+                    .map(|r| String::from_utf8(r.data.as_ref().to_vec()).unwrap()),
+            );
+        }
+    }
+    let expected: Vec<String> = (0..20).map(|i| format!("record-{i:02}")).collect();
+    assert_eq!(received, expected);
+
+    // A consumer that does not exist: the SDK sees ResourceNotFoundException.
+    let missing = kinesis
+        .subscribe_to_shard()
+        .consumer_arn(format!("{stream_arn}/consumer/nobody:1"))
+        .shard_id(&shard)
+        .starting_position(
+            StartingPosition::builder()
+                .r#type(ShardIteratorType::Latest)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&missing).as_deref(),
+        Some("ResourceNotFoundException")
+    );
+}

@@ -64,6 +64,21 @@ pub trait Service: Send + Sync + 'static {
     /// Handles one decoded Kinesis call. `operation` is the name after `Kinesis_20131202.`.
     fn call(&self, call: Call) -> impl Future<Output = Result<Value, KinesisError>> + Send;
 
+    /// Starts a SubscribeToShard: the stream of encoded event-stream messages to send (already
+    /// framed; the first is the `initial-response`), or the error to answer instead.
+    fn subscribe(
+        &self,
+        call: Call,
+    ) -> impl Future<Output = Result<EventBytes, KinesisError>> + Send {
+        let _ = call;
+        async {
+            Err(KinesisError::new(
+                ErrorCode::UnknownOperationException,
+                "SubscribeToShard is not served here",
+            ))
+        }
+    }
+
     /// Answers an administrative request (a `GET`, or a `POST` when `post`, to a path under
     /// `/_riffle/`) with a status and a JSON document, or `None` when there is no such path.
     fn admin(
@@ -75,6 +90,12 @@ pub trait Service: Send + Sync + 'static {
         async { None }
     }
 }
+
+/// The body of a SubscribeToShard response: event-stream messages as they are produced.
+pub type EventBytes = std::pin::Pin<Box<dyn futures_util::Stream<Item = Bytes> + Send>>;
+
+/// A response body: complete, or streamed (SubscribeToShard).
+pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 /// One decoded request.
 #[derive(Debug)]
@@ -210,8 +231,19 @@ async fn handle<S: Service>(
     request: Request<Incoming>,
     service: Arc<S>,
     peer: Option<SocketAddr>,
-) -> Response<Full<Bytes>> {
+) -> Response<ResponseBody> {
     let request_id = uuid::Uuid::new_v4().to_string();
+    let subscribe = request.method() == Method::POST
+        && request
+            .headers()
+            .get(X_AMZ_TARGET)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|target| target == "Kinesis_20131202.SubscribeToShard");
+    if subscribe {
+        let mut response = subscribe_call(request, service.as_ref(), &request_id, peer).await;
+        add_common_headers(response.headers_mut(), &request_id);
+        return response;
+    }
     let admin = request.uri().path().starts_with("/_riffle/")
         && (request.method() == Method::GET || request.method() == Method::POST);
     let mut response = if admin {
@@ -246,7 +278,73 @@ async fn handle<S: Service>(
         error_response(Format::Json, StatusCode::FORBIDDEN, &error)
     };
     add_common_headers(response.headers_mut(), &request_id);
-    response
+    response.map(|body| body.boxed_unsync())
+}
+
+/// SubscribeToShard: decoded like any call, answered with a stream of event-stream messages
+/// (`application/vnd.amazon.eventstream`, chunked on HTTP/1.1, DATA frames on HTTP/2).
+async fn subscribe_call<S: Service>(
+    request: Request<Incoming>,
+    service: &S,
+    request_id: &str,
+    peer: Option<SocketAddr>,
+) -> Response<ResponseBody> {
+    let (parts, body) = request.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let format = content_type.and_then(Format::from_content_type);
+    let reply_format = format.unwrap_or(Format::Json);
+    let body = match read_body(&parts.headers, body).await {
+        Ok(body) => body,
+        Err(_) => {
+            let error = KinesisError::serialization("could not read the request body");
+            return error_response(reply_format, StatusCode::BAD_REQUEST, &error)
+                .map(|body| body.boxed_unsync());
+        }
+    };
+    let started = Instant::now();
+    let result = match decode_call(
+        Some("SubscribeToShard".to_string()),
+        format,
+        content_type,
+        &body,
+    ) {
+        Ok((operation, input)) => {
+            service
+                .subscribe(Call {
+                    operation,
+                    format: reply_format,
+                    input,
+                    request_id: request_id.to_owned(),
+                    peer,
+                })
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(events) => {
+            use futures_util::StreamExt as _;
+            let body = http_body_util::StreamBody::new(
+                events.map(|bytes| Ok::<_, Infallible>(hyper::body::Frame::data(bytes))),
+            );
+            let mut response = Response::new(body.boxed_unsync());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.amazon.eventstream"),
+            );
+            response
+        }
+        Err(error) => {
+            let status = StatusCode::from_u16(error.code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let response = error_response(reply_format, status, &error);
+            log_outcome(&response, &error, started);
+            response.map(|body| body.boxed_unsync())
+        }
+    }
 }
 
 async fn kinesis_call<S: Service>(

@@ -60,7 +60,7 @@ fn stream_of_arn(
 
 /// (stream, consumer name, creation seconds) from a consumer ARN
 /// (`arn:aws:kinesis:R:A:stream/S/consumer/N:SECONDS`).
-fn parse_consumer_arn(
+pub(super) fn parse_consumer_arn(
     ctx: &Ctx<'_>,
     arn: &str,
 ) -> Result<(String, String, Option<u64>), KinesisError> {
@@ -133,7 +133,7 @@ fn render(
 }
 
 /// Finds the consumer in a freshly synced state; a creation time in the ARN must match.
-async fn lookup(
+pub(super) async fn lookup(
     api: &Api,
     ctx: &Ctx<'_>,
     stream: &str,

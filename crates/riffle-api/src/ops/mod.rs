@@ -8,6 +8,7 @@ mod records;
 mod shards;
 mod status;
 mod streams;
+mod subscribe;
 mod tags;
 
 use std::sync::Arc;
@@ -271,6 +272,17 @@ impl Service for Api {
             ));
         };
         self.handle(operation, &call.input).await
+    }
+
+    async fn subscribe(&self, call: Call) -> Result<crate::http::EventBytes, KinesisError> {
+        let input = fields(&call.input)?;
+        let config = self.node.config();
+        let ctx = common::Ctx {
+            account: &config.account,
+            region: &config.region,
+            now_ms: now_ms(),
+        };
+        subscribe::subscribe_to_shard(self, &ctx, input, call.format).await
     }
 }
 
