@@ -204,9 +204,11 @@ async fn serve_connection<S: Service>(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
     }
+    let requests_stop = stop.clone();
     let hyper_service = service_fn(move |request| {
         let service = Arc::clone(&service);
-        async move { Ok::<_, Infallible>(handle(request, service, Some(peer)).await) }
+        let stop = requests_stop.clone();
+        async move { Ok::<_, Infallible>(handle(request, service, Some(peer), stop).await) }
     });
     let connection = builder.serve_connection(TokioIo::new(stream), hyper_service);
     tokio::pin!(connection);
@@ -231,6 +233,7 @@ async fn handle<S: Service>(
     request: Request<Incoming>,
     service: Arc<S>,
     peer: Option<SocketAddr>,
+    stop: watch::Receiver<bool>,
 ) -> Response<ResponseBody> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let subscribe = request.method() == Method::POST
@@ -240,7 +243,7 @@ async fn handle<S: Service>(
             .and_then(|value| value.to_str().ok())
             .is_some_and(|target| target == "Kinesis_20131202.SubscribeToShard");
     if subscribe {
-        let mut response = subscribe_call(request, service.as_ref(), &request_id, peer).await;
+        let mut response = subscribe_call(request, service.as_ref(), &request_id, peer, stop).await;
         add_common_headers(response.headers_mut(), &request_id);
         return response;
     }
@@ -288,6 +291,7 @@ async fn subscribe_call<S: Service>(
     service: &S,
     request_id: &str,
     peer: Option<SocketAddr>,
+    mut stop: watch::Receiver<bool>,
 ) -> Response<ResponseBody> {
     let (parts, body) = request.into_parts();
     let content_type = parts
@@ -327,8 +331,15 @@ async fn subscribe_call<S: Service>(
     match result {
         Ok(events) => {
             use futures_util::StreamExt as _;
+            // A subscription lasts up to 5 minutes; a stopping server ends it (the client
+            // resubscribes elsewhere) rather than waiting for it.
+            let stopping = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
             let body = http_body_util::StreamBody::new(
-                events.map(|bytes| Ok::<_, Infallible>(hyper::body::Frame::data(bytes))),
+                events
+                    .take_until(stopping)
+                    .map(|bytes| Ok::<_, Infallible>(hyper::body::Frame::data(bytes))),
             );
             let mut response = Response::new(body.boxed_unsync());
             response.headers_mut().insert(
