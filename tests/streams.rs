@@ -6,9 +6,11 @@ use aws_sdk_kinesis::types::StreamModeDetails;
 use aws_sdk_kinesis::types::StreamStatus;
 use riffle_tests::RiffleProcess;
 use riffle_tests::client;
+use riffle_tests::create_active_stream;
 use riffle_tests::error_code;
 use riffle_tests::stream_name;
 use riffle_tests::wait_active;
+use riffle_tests::wait_consumer_active;
 
 fn node() -> (tempfile::TempDir, RiffleProcess) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -744,23 +746,7 @@ async fn stream_consumers_register_list_describe_and_deregister() {
     let (_dir, node) = node();
     let kinesis = client(&node.endpoint());
     let name = stream_name("consumers");
-    kinesis
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(1)
-        .send()
-        .await
-        .unwrap();
-    wait_active(&kinesis, &name).await.unwrap();
-    let stream_arn = kinesis
-        .describe_stream_summary()
-        .stream_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .stream_description_summary
-        .unwrap()
-        .stream_arn;
+    let stream_arn = create_active_stream(&kinesis, &name, 1).await.unwrap();
 
     let registered = kinesis
         .register_stream_consumer()
@@ -924,30 +910,13 @@ async fn stream_consumers_register_list_describe_and_deregister() {
 #[tokio::test]
 async fn subscribe_to_shard_delivers_records_in_order() {
     use aws_sdk_kinesis::primitives::Blob;
-    use aws_sdk_kinesis::types::ConsumerStatus;
     use aws_sdk_kinesis::types::ShardIteratorType;
     use aws_sdk_kinesis::types::StartingPosition;
     use aws_sdk_kinesis::types::SubscribeToShardEventStream;
     let (_dir, node) = node();
     let kinesis = client(&node.endpoint());
     let name = stream_name("subscribe");
-    kinesis
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(1)
-        .send()
-        .await
-        .unwrap();
-    wait_active(&kinesis, &name).await.unwrap();
-    let stream_arn = kinesis
-        .describe_stream_summary()
-        .stream_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .stream_description_summary
-        .unwrap()
-        .stream_arn;
+    let stream_arn = create_active_stream(&kinesis, &name, 1).await.unwrap();
     let consumer = kinesis
         .register_stream_consumer()
         .stream_arn(&stream_arn)
@@ -957,21 +926,9 @@ async fn subscribe_to_shard_delivers_records_in_order() {
         .unwrap()
         .consumer
         .unwrap();
-    for _ in 0..50 {
-        let status = kinesis
-            .describe_stream_consumer()
-            .consumer_arn(&consumer.consumer_arn)
-            .send()
-            .await
-            .unwrap()
-            .consumer_description
-            .unwrap()
-            .consumer_status;
-        if status == ConsumerStatus::Active {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_consumer_active(&kinesis, &consumer.consumer_arn)
+        .await
+        .unwrap();
     let shard = kinesis
         .list_shards()
         .stream_name(&name)

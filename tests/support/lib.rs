@@ -393,3 +393,49 @@ where
         _ => error.code().map(str::to_string),
     }
 }
+
+/// Creates a stream with `shards` shards, waits until it is ACTIVE and returns its ARN.
+pub async fn create_active_stream(
+    client: &Client,
+    name: &str,
+    shards: i32,
+) -> anyhow::Result<String> {
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await?;
+    wait_active(client, name).await?;
+    let summary = client
+        .describe_stream_summary()
+        .stream_name(name)
+        .send()
+        .await?
+        .stream_description_summary
+        .ok_or_else(|| anyhow::anyhow!("no StreamDescriptionSummary"))?;
+    Ok(summary.stream_arn)
+}
+
+/// Waits (up to 5 s) until a registered consumer is ACTIVE.
+pub async fn wait_consumer_active(client: &Client, consumer_arn: &str) -> anyhow::Result<()> {
+    use aws_sdk_kinesis::types::ConsumerStatus;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = client
+            .describe_stream_consumer()
+            .consumer_arn(consumer_arn)
+            .send()
+            .await?
+            .consumer_description
+            .ok_or_else(|| anyhow::anyhow!("no ConsumerDescription"))?
+            .consumer_status;
+        if status == ConsumerStatus::Active {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("consumer {consumer_arn} still {status:?} after 5 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

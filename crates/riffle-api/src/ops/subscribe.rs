@@ -148,9 +148,13 @@ impl Subscription {
                 Ok(output) => output,
                 Err(error) => return Some(self.exception(&error)),
             };
-            let output = output.as_map().cloned().unwrap_or_default();
-            let records = match output.get("Records") {
-                Some(Value::Array(records)) => records.clone(),
+            // Taken apart, not copied: the records' data moves into the event.
+            let mut output = match output {
+                Value::Map(output) => output,
+                _ => Map::new(),
+            };
+            let records = match output.take("Records") {
+                Some(Value::Array(records)) => records,
                 _ => Vec::new(),
             };
             if let Some(last) = records
@@ -179,17 +183,13 @@ impl Subscription {
             }
             event.push(
                 "MillisBehindLatest",
-                output
-                    .get("MillisBehindLatest")
-                    .cloned()
-                    .unwrap_or(Value::Int(0)),
+                output.take("MillisBehindLatest").unwrap_or(Value::Int(0)),
             );
             if closed {
                 event.push(
                     "ChildShards",
                     output
-                        .get("ChildShards")
-                        .cloned()
+                        .take("ChildShards")
                         .unwrap_or(Value::Array(Vec::new())),
                 );
             }

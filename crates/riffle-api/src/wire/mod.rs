@@ -96,6 +96,12 @@ impl Map {
         self
     }
 
+    /// Removes and returns the last member named `key` (no copy of its value).
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        let index = self.entries.iter().rposition(|(name, _)| name == key)?;
+        Some(self.entries.remove(index).1)
+    }
+
     /// The last member named `key`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.entries
