@@ -551,3 +551,113 @@ async fn a_reshard_overlapping_a_node_kill_loses_nothing() {
         check(&ledger, &stored);
     }
 }
+
+/// A SubscribeToShard subscription held by one node while the shard's leader (another node) is
+/// killed: the subscription stays open, and the records keep coming from the new leader without
+/// a gap, a repeat or a reordering. Every acknowledged record is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscription_follows_its_shard_across_a_leader_kill() {
+    use aws_sdk_kinesis::types::StartingPosition;
+    use aws_sdk_kinesis::types::SubscribeToShardEventStream;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = RiffleCluster::start(dir.path(), 3).unwrap();
+    let name = stream_name("subfailover");
+    let stream_arn = riffle_tests::create_active_stream(&client(&cluster.endpoint(1)), &name, 1)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leader = busiest_leader(&cluster.endpoint(1), &name).await;
+    // The subscription lives on one other node, the writes go through the third.
+    let others: Vec<usize> = (1..=3).filter(|id| *id != leader).collect();
+    let (subscriber, via) = (others[0], others[1]);
+    let reader = client(&cluster.endpoint(subscriber));
+    let consumer = riffle_tests::register_active_consumer(&reader, &stream_arn, "follower")
+        .await
+        .unwrap();
+    let shard = reader
+        .list_shards()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .shards()[0]
+        .shard_id
+        .clone();
+    let mut subscription = reader
+        .subscribe_to_shard()
+        .consumer_arn(&consumer)
+        .shard_id(&shard)
+        .starting_position(
+            StartingPosition::builder()
+                .r#type(ShardIteratorType::TrimHorizon)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(writer(
+        vec![client(&cluster.endpoint(via))],
+        name.clone(),
+        0,
+        ledger.clone(),
+        stop.clone(),
+    ));
+    let delivered = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let receiving = {
+        let delivered = delivered.clone();
+        tokio::spawn(async move {
+            loop {
+                let event =
+                    tokio::time::timeout(Duration::from_secs(60), subscription.event_stream.recv())
+                        .await
+                        .expect("an event within 60 s")
+                        .expect("no error event")
+                        .expect("the subscription stays open");
+                if let SubscribeToShardEventStream::SubscribeToShardEvent(event) = event {
+                    let mut delivered = delivered.lock().unwrap();
+                    for record in event.records() {
+                        delivered.push((
+                            String::from_utf8(record.data().as_ref().to_vec()).unwrap(),
+                            record.sequence_number().to_string(),
+                        ));
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before_kill = delivered.lock().unwrap().len();
+    cluster.kill9(leader).unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    // Everything acknowledged arrives (a few seconds for the last pages).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let done = {
+            let delivered = delivered.lock().unwrap();
+            let ids: HashSet<&str> = delivered.iter().map(|(id, _)| id.as_str()).collect();
+            ledger.acked.keys().all(|id| ids.contains(id.as_str()))
+        };
+        if done || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!receiving.is_finished(), "the subscription ended early");
+    receiving.abort();
+    let delivered = std::mem::take(&mut *delivered.lock().unwrap());
+    assert!(before_kill > 0, "records were delivered before the kill");
+    assert!(
+        delivered.len() > before_kill + 100,
+        "records kept coming after the kill ({before_kill} before, {} in all)",
+        delivered.len()
+    );
+    let stored = BTreeMap::from([(shard.clone(), delivered)]);
+    check(&ledger, &stored);
+}

@@ -1002,3 +1002,63 @@ async fn subscribe_to_shard_delivers_records_in_order() {
         Some("ResourceNotFoundException")
     );
 }
+
+/// One subscription per consumer and shard, as on AWS: a second SubscribeToShard within 5
+/// seconds of the first is refused with ResourceInUseException; a later one takes over, and the
+/// first subscription ends with a ResourceInUseException event. Another consumer is unaffected.
+#[tokio::test]
+async fn a_second_subscription_is_refused_then_takes_over() {
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    use aws_sdk_kinesis::types::StartingPosition;
+    let (_dir, node) = node();
+    let kinesis = client(&node.endpoint());
+    let name = stream_name("takeover");
+    let stream_arn = create_active_stream(&kinesis, &name, 1).await.unwrap();
+    let first = riffle_tests::register_active_consumer(&kinesis, &stream_arn, "one")
+        .await
+        .unwrap();
+    let other = riffle_tests::register_active_consumer(&kinesis, &stream_arn, "two")
+        .await
+        .unwrap();
+    let subscribe = |consumer: String| {
+        kinesis
+            .subscribe_to_shard()
+            .consumer_arn(consumer)
+            .shard_id("shardId-000000000000")
+            .starting_position(
+                StartingPosition::builder()
+                    .r#type(ShardIteratorType::Latest)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+    };
+    let mut original = subscribe(first.clone()).await.unwrap();
+    let refused = subscribe(first.clone()).await.unwrap_err();
+    assert_eq!(
+        error_code(&refused).as_deref(),
+        Some("ResourceInUseException")
+    );
+    let _unaffected = subscribe(other).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5_200)).await;
+    let _successor = subscribe(first).await.unwrap();
+    // The original sees its initial response's events (heartbeats) and then the takeover.
+    let ended = loop {
+        let event = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            original.event_stream.recv(),
+        )
+        .await
+        .expect("the original subscription ends within 10 s");
+        match event {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the original subscription ended without an error"),
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(
+        error_code(&ended).as_deref(),
+        Some("ResourceInUseException"),
+        "{ended:?}"
+    );
+}

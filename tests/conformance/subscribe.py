@@ -1,6 +1,7 @@
 """boto3 SubscribeToShard against one endpoint (HTTP/1.1 chunked event stream): a consumer is
-registered and becomes ACTIVE, TRIM_HORIZON delivers what was written before, LATEST delivers
-what is written after, in order. Usage: python3 tests/conformance/subscribe.py ENDPOINT"""
+registered and becomes ACTIVE, TRIM_HORIZON delivers what was written before, a second
+subscription of the same consumer and shard within 5 seconds is refused (ResourceInUseException,
+as on AWS), LATEST (through a second consumer) delivers what is written after, in order. Usage: python3 tests/conformance/subscribe.py ENDPOINT"""
 import sys
 import threading
 import time
@@ -13,11 +14,19 @@ name = f"subscribe-{int(time.time())}"
 k.create_stream(StreamName=name, ShardCount=1)
 k.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
 arn = k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
-consumer = k.register_stream_consumer(StreamARN=arn, ConsumerName="c1")["Consumer"]
-deadline = time.time() + 30
-while k.describe_stream_consumer(ConsumerARN=consumer["ConsumerARN"])["ConsumerDescription"]["ConsumerStatus"] != "ACTIVE":
-    assert time.time() < deadline, "consumer never became ACTIVE"
-    time.sleep(0.2)
+
+
+def register(consumer_name):
+    registered = k.register_stream_consumer(StreamARN=arn, ConsumerName=consumer_name)["Consumer"]
+    deadline = time.time() + 30
+    while k.describe_stream_consumer(ConsumerARN=registered["ConsumerARN"])["ConsumerDescription"]["ConsumerStatus"] != "ACTIVE":
+        assert time.time() < deadline, "consumer never became ACTIVE"
+        time.sleep(0.2)
+    return registered
+
+
+consumer = register("c1")
+second = register("c2")
 shard = k.list_shards(StreamName=name)["Shards"][0]["ShardId"]
 for i in range(5):
     k.put_record(StreamName=name, PartitionKey="pk", Data=f"r{i}".encode())
@@ -36,7 +45,14 @@ early = read(k.subscribe_to_shard(ConsumerARN=consumer["ConsumerARN"], ShardId=s
                                   StartingPosition={"Type": "TRIM_HORIZON"}), 5)
 assert early == [f"r{i}" for i in range(5)], early
 
-response = k.subscribe_to_shard(ConsumerARN=consumer["ConsumerARN"], ShardId=shard,
+try:
+    k.subscribe_to_shard(ConsumerARN=consumer["ConsumerARN"], ShardId=shard,
+                         StartingPosition={"Type": "TRIM_HORIZON"})
+    raise AssertionError("a second subscription within 5 seconds was accepted")
+except k.exceptions.ResourceInUseException:
+    pass
+
+response = k.subscribe_to_shard(ConsumerARN=second["ConsumerARN"], ShardId=shard,
                                 StartingPosition={"Type": "LATEST"})
 
 
@@ -50,4 +66,4 @@ threading.Thread(target=writer).start()
 late = read(response, 3)
 assert late == ["late0", "late1", "late2"], late
 k.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
-print("subscribe: ok (TRIM_HORIZON and LATEST through boto3)")
+print("subscribe: ok (TRIM_HORIZON, ResourceInUse within 5 s, LATEST through boto3)")

@@ -439,3 +439,21 @@ pub async fn wait_consumer_active(client: &Client, consumer_arn: &str) -> anyhow
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Registers a consumer on a stream and waits until it is ACTIVE; returns its ARN.
+pub async fn register_active_consumer(
+    client: &Client,
+    stream_arn: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    let consumer = client
+        .register_stream_consumer()
+        .stream_arn(stream_arn)
+        .consumer_name(name)
+        .send()
+        .await?
+        .consumer
+        .ok_or_else(|| anyhow::anyhow!("no Consumer"))?;
+    wait_consumer_active(client, &consumer.consumer_arn).await?;
+    Ok(consumer.consumer_arn)
+}

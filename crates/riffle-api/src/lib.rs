@@ -5,7 +5,7 @@
 //! no stream state of its own. Control operations become commands to the metadata group; data
 //! operations go to shard groups through the node.
 
-pub mod eventstream;
+pub use riffle_types::eventstream;
 pub mod http;
 pub mod ops;
 pub mod wire;

@@ -29,6 +29,7 @@ use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
 use crate::node::Node;
+use crate::peer::FollowStream;
 use crate::peer::PeerClient;
 use crate::peer::PeerError;
 use crate::peer::PeerResult;
@@ -337,6 +338,23 @@ impl PeerClient for GrpcPeers {
         unary!(self, node, locate, request, FORWARD_TIMEOUT)
     }
 
+    fn follow(&self, node: u64, request: pb::FollowRequest) -> PeerResult<FollowStream> {
+        let client = self.client(node);
+        async move {
+            // No deadline: the stream lasts as long as the subscription (the caller watches
+            // the node's liveness instead).
+            let stream = client?
+                .follow(Request::new(request))
+                .await
+                .map_err(|status| peer_error(node, status))?
+                .into_inner();
+            Ok(stream
+                .map(move |message| message.map_err(|status| peer_error(node, status)))
+                .boxed())
+        }
+        .boxed()
+    }
+
     fn propose(&self, node: u64, request: pb::ProposeRequest) -> PeerResult<pb::ProposeResponse> {
         unary!(self, node, propose, request, FORWARD_TIMEOUT)
     }
@@ -489,6 +507,16 @@ impl Peer for PeerService {
         Ok(Response::new(
             self.node.serve_locate(request.into_inner()).await,
         ))
+    }
+
+    type FollowStream = futures_util::stream::BoxStream<'static, Result<pb::ReadResponse, Status>>;
+
+    async fn follow(
+        &self,
+        request: Request<pb::FollowRequest>,
+    ) -> Result<Response<Self::FollowStream>, Status> {
+        let stream = self.node.serve_follow(request.into_inner()).await;
+        Ok(Response::new(stream.map(Ok).boxed()))
     }
 
     async fn propose(

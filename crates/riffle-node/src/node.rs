@@ -183,7 +183,7 @@ impl Led {
 pub struct Node {
     config: NodeConfig,
     storage: Arc<dyn Storage>,
-    peers: Option<Arc<dyn PeerClient>>,
+    pub(crate) peers: Option<Arc<dyn PeerClient>>,
     control: OnceLock<ControlPlane>,
     shards: RwLock<HashMap<u64, ShardReplica>>,
     shard_options: GroupOptions,
@@ -205,7 +205,9 @@ pub struct Node {
     /// The control state the local replicas were last fully reconciled with.
     synced_state: Mutex<Option<Arc<ControlState>>>,
     started_at: Instant,
-    stop: watch::Sender<bool>,
+    pub(crate) stop: watch::Sender<bool>,
+    /// SubscribeToShard subscriptions following shards this node leads.
+    pub(crate) subscriptions: crate::follow::Subscriptions,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -246,6 +248,7 @@ impl Node {
             synced_state: Mutex::new(None),
             started_at: Instant::now(),
             stop,
+            subscriptions: Default::default(),
             tasks: Mutex::new(Vec::new()),
         })
     }
@@ -340,7 +343,7 @@ impl Node {
     }
 
     /// Whether liveness currently calls `node` down (never this node).
-    fn is_down(&self, node: u64) -> bool {
+    pub(crate) fn is_down(&self, node: u64) -> bool {
         node != self.config.node_id
             && self
                 .health
@@ -352,7 +355,7 @@ impl Node {
     /// Runs a call to `node`, giving up (`None`) as soon as liveness calls the node down: a
     /// frozen or cut-off node never answers, and its callers should not wait for the
     /// transport's timeout to move on.
-    async fn until_down<T>(
+    pub(crate) async fn until_down<T>(
         &self,
         node: u64,
         call: impl std::future::Future<Output = T>,
@@ -1279,7 +1282,11 @@ impl Node {
     /// Runs `call` against the shard's leader: tries the best guess, follows not-leader
     /// hints, moves on to the next replica when a node is unreachable, and gives up after
     /// [`ROUTE_DEADLINE`] (elections take a few seconds).
-    async fn on_shard_leader<T, F, Fut>(&self, shard: &ShardRecord, call: F) -> Result<T, DataError>
+    pub(crate) async fn on_shard_leader<T, F, Fut>(
+        &self,
+        shard: &ShardRecord,
+        call: F,
+    ) -> Result<T, DataError>
     where
         F: Fn(u64) -> Fut,
         Fut: std::future::Future<Output = Routed<T>>,
@@ -1518,7 +1525,7 @@ impl Node {
     }
 
     /// A local shard replica that leads its group, or the not-leader answer to give.
-    fn leading_replica(&self, group: u64) -> Result<ShardReplica, pb::NotLeader> {
+    pub(crate) fn leading_replica(&self, group: u64) -> Result<ShardReplica, pb::NotLeader> {
         let Some(replica) = self.local_shard(group) else {
             return Err(pb::NotLeader { leader_node: 0 });
         };
@@ -2076,7 +2083,7 @@ impl Node {
 }
 
 /// The outcome of one routed attempt.
-enum Routed<T> {
+pub(crate) enum Routed<T> {
     Done(T),
     Closed,
     NotLeader(Option<u64>),

@@ -16,6 +16,8 @@ pub use riffle_shard::consensus::RaftClient;
 use riffle_types::ErrorCode;
 use riffle_types::KinesisError;
 
+pub use crate::follow::FollowStream;
+
 pub type PeerResult<T> = BoxFuture<'static, Result<T, PeerError>>;
 
 /// Calls to other nodes.
@@ -23,6 +25,8 @@ pub trait PeerClient: RaftClient {
     fn append(&self, node: u64, request: pb::AppendRequest) -> PeerResult<pb::AppendResponse>;
     fn read(&self, node: u64, request: pb::ReadRequest) -> PeerResult<pb::ReadResponse>;
     fn locate(&self, node: u64, request: pb::LocateRequest) -> PeerResult<pb::LocateResponse>;
+    /// Opens a Follow stream (a shard's records pushed by its leader).
+    fn follow(&self, node: u64, request: pb::FollowRequest) -> PeerResult<FollowStream>;
     fn propose(&self, node: u64, request: pb::ProposeRequest) -> PeerResult<pb::ProposeResponse>;
     fn read_index(&self, node: u64) -> PeerResult<pb::ReadIndexResponse>;
     fn ping(&self, node: u64, request: pb::PingRequest) -> PeerResult<pb::PingResponse>;

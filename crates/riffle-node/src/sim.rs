@@ -12,11 +12,13 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rand::Rng;
 use riffle_proto::peer as pb;
 
 use crate::node::Node;
+use crate::peer::FollowStream;
 use crate::peer::PeerClient;
 use crate::peer::PeerError;
 use crate::peer::PeerResult;
@@ -250,6 +252,32 @@ impl PeerClient for SimClient {
         self.call(node, move |target| async move {
             target.serve_locate(request).await
         })
+    }
+
+    fn follow(&self, node: u64, request: pb::FollowRequest) -> PeerResult<FollowStream> {
+        let opened = self.call(node, move |target| async move {
+            target.serve_follow(request).await
+        });
+        let network = self.network.clone();
+        let (from, to) = (self.from, node);
+        async move {
+            let stream = opened.await?;
+            // Each message crosses the network too: a cut link or a stopped node ends the
+            // stream with an error, as a broken connection would.
+            let stream = stream.map(move |message| match network.route(to, from) {
+                Ok(_) => Ok(message),
+                Err(error) => Err(error),
+            });
+            let stream = stream.scan(false, |broken, item| {
+                let out = if *broken { None } else { Some(item) };
+                if let Some(Err(_)) = &out {
+                    *broken = true;
+                }
+                futures_util::future::ready(out)
+            });
+            Ok(stream.boxed())
+        }
+        .boxed()
     }
 
     fn propose(&self, node: u64, request: pb::ProposeRequest) -> PeerResult<pb::ProposeResponse> {

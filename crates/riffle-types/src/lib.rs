@@ -9,6 +9,7 @@
 
 pub mod arn;
 pub mod error;
+pub mod eventstream;
 pub mod hash;
 pub mod ids;
 pub mod limits;

@@ -14,6 +14,8 @@ use riffle_control::model::ShardState;
 use riffle_control::model::StreamRecord;
 use riffle_node::DataError;
 use riffle_shard::batch::BatchBuilder;
+use riffle_shard::shard::ReadPage;
+use riffle_shard::shard::ReadRecord;
 use riffle_types::ErrorCode;
 use riffle_types::HashKey;
 use riffle_types::HashKeyError;
@@ -585,51 +587,17 @@ pub async fn get_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
         state = api.synced_state().await;
     }
     let stream = find_stream(ctx, &state, &iterator.stream_name)?;
-    let mut records = Vec::with_capacity(page.records.len());
-    for record in &page.records {
-        let mut value = Map::with_capacity(4);
-        value.push(
-            "SequenceNumber",
-            shard
-                .sequence_number(record.position, record.arrival_ms)
-                .encode(),
-        );
-        value.push("ApproximateArrivalTimestamp", timestamp(record.arrival_ms));
-        value.push("Data", record.data.clone());
-        value.push(
-            "PartitionKey",
-            String::from_utf8_lossy(&record.partition_key).into_owned(),
-        );
-        records.push(Value::Map(value));
-    }
-    let caught_up = page.next.entry > page.tip;
-    let millis_behind = match page.records.last() {
-        Some(last) if !caught_up => ctx.now_ms.saturating_sub(last.arrival_ms),
-        _ => 0,
-    };
+    let millis_behind = millis_behind_latest(&page, ctx.now_ms);
+    let records: Vec<Value> = page
+        .records
+        .into_iter()
+        .map(|record| record_value(shard, record))
+        .collect();
     let mut output = Map::with_capacity(4);
     output.push("Records", records);
-    output.push("MillisBehindLatest", millis_behind as i64);
+    output.push("MillisBehindLatest", millis_behind);
     if page.end_of_shard {
-        let children: Vec<Value> = stream
-            .children(shard.index)
-            .map(|child| {
-                let mut range = Map::with_capacity(2);
-                range.push("StartingHashKey", child.range.start.to_string());
-                range.push("EndingHashKey", child.range.end.to_string());
-                let parents: Vec<Value> = [child.parent, child.adjacent_parent]
-                    .into_iter()
-                    .flatten()
-                    .map(|index| Value::from(ShardId(index).to_string()))
-                    .collect();
-                let mut value = Map::with_capacity(3);
-                value.push("ShardId", child.id().to_string());
-                value.push("ParentShards", parents);
-                value.push("HashKeyRange", range);
-                Value::Map(value)
-            })
-            .collect();
-        output.push("ChildShards", children);
+        output.push("ChildShards", child_shards(&stream, shard.index));
     } else {
         let next = ShardIterator {
             stream_name: stream.name.clone(),
@@ -641,4 +609,53 @@ pub async fn get_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
         output.push("NextShardIterator", next.encode(&api.token_key()?));
     }
     Ok(Value::Map(output))
+}
+
+/// A record as GetRecords and SubscribeToShard return it.
+pub(super) fn record_value(shard: &ShardRecord, record: ReadRecord) -> Value {
+    let mut value = Map::with_capacity(4);
+    value.push(
+        "SequenceNumber",
+        shard
+            .sequence_number(record.position, record.arrival_ms)
+            .encode(),
+    );
+    value.push("ApproximateArrivalTimestamp", timestamp(record.arrival_ms));
+    value.push("Data", record.data);
+    value.push(
+        "PartitionKey",
+        String::from_utf8_lossy(&record.partition_key).into_owned(),
+    );
+    Value::Map(value)
+}
+
+/// How far behind the shard's newest record a page ends: 0 when it reaches the tip.
+pub(super) fn millis_behind_latest(page: &ReadPage, now_ms: u64) -> i64 {
+    let caught_up = page.next.entry > page.tip;
+    match page.records.last() {
+        Some(last) if !caught_up => now_ms.saturating_sub(last.arrival_ms) as i64,
+        _ => 0,
+    }
+}
+
+/// The `ChildShards` of a closed shard: each child with its parents and hash-key range.
+pub(super) fn child_shards(stream: &StreamRecord, parent: u32) -> Vec<Value> {
+    stream
+        .children(parent)
+        .map(|child| {
+            let mut range = Map::with_capacity(2);
+            range.push("StartingHashKey", child.range.start.to_string());
+            range.push("EndingHashKey", child.range.end.to_string());
+            let parents: Vec<Value> = [child.parent, child.adjacent_parent]
+                .into_iter()
+                .flatten()
+                .map(|index| Value::from(ShardId(index).to_string()))
+                .collect();
+            let mut value = Map::with_capacity(3);
+            value.push("ShardId", child.id().to_string());
+            value.push("ParentShards", parents);
+            value.push("HashKeyRange", range);
+            Value::Map(value)
+        })
+        .collect()
 }
