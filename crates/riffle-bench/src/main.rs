@@ -1,6 +1,8 @@
 //! `riffle-bench`: drives a Kinesis-compatible endpoint with PutRecords and reports throughput
 //! and acknowledgement latency. Closed loop: each connection sends its next request as soon as
 //! the previous one is answered, so the numbers are the server's maximum at that concurrency.
+//! `--mode fanout` measures put-to-deliver latency through SubscribeToShard instead
+//! ([`fanout`]).
 //!
 //! It speaks raw HTTP/1.1 + JSON with pre-encoded bodies, so the client spends almost no CPU
 //! (this matters on a 2-core machine where client and server share the cores).
@@ -27,12 +29,28 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 
+mod fanout;
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Closed-loop PutRecords throughput and acknowledgement latency.
+    Put,
+    /// Open-loop writes at --rate while a consumer subscribes to every shard through the last
+    /// --endpoint: put-to-deliver latency, and every acknowledged record delivered once.
+    Fanout,
+}
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "riffle-bench",
     about = "PutRecords load against a Kinesis-compatible endpoint"
 )]
 struct Args {
+    #[arg(long, value_enum, default_value_t = Mode::Put)]
+    mode: Mode,
+    /// Records per second written in fanout mode.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
     /// Endpoint URL(s); connections are spread over them.
     #[arg(long, default_value = "http://127.0.0.1:4567", num_args = 1..)]
     endpoint: Vec<String>,
@@ -198,6 +216,9 @@ async fn main() -> anyhow::Result<()> {
     ensure_stream(&client, &args)
         .await
         .context("preparing the stream")?;
+    if args.mode == Mode::Fanout {
+        return fanout::run(client, &args).await;
+    }
     let bodies = Arc::new(bodies(&args));
     let counters = Arc::new(Counters::default());
     let measuring = Arc::new(AtomicBool::new(false));
