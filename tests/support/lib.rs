@@ -20,21 +20,26 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::BehaviorVersion;
 use aws_sdk_kinesis::config::Region;
 
-/// Path of the `riffle` binary under test.
+/// Path of the `riffle` binary under test (`RIFFLE_BIN` overrides it).
 pub fn riffle_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("RIFFLE_BIN") {
         return Ok(PathBuf::from(path));
     }
+    workspace_binary("riffle")
+}
+
+/// Path of a binary of this workspace, built next to the test executable.
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/riffle
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .context("test executable is not inside a cargo target directory")?;
-    let binary = profile_dir.join("riffle");
+    let binary = profile_dir.join(name);
     if !binary.exists() {
         bail!(
-            "{} does not exist: build it first with `cargo build -p riffle-server`",
+            "{} does not exist: build it first with `cargo build --workspace`",
             binary.display()
         );
     }

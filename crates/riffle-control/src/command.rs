@@ -38,6 +38,8 @@ pub enum RetentionChange {
 /// A change to the control state, proposed to the metadata group.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ControlCommand {
+    /// A consumer application's lease table ([`crate::leases`]).
+    Lease(crate::leases::LeaseCommand),
     InitCluster {
         cluster_id: String,
         token_key_hex: String,
@@ -198,6 +200,7 @@ pub enum ControlCommand {
 impl ControlCommand {
     pub fn name(&self) -> &'static str {
         match self {
+            ControlCommand::Lease(_) => "Lease",
             ControlCommand::InitCluster { .. } => "InitCluster",
             ControlCommand::RegisterNode { .. } => "RegisterNode",
             ControlCommand::CreateStream { .. } => "CreateStream",
@@ -236,6 +239,8 @@ pub enum ControlReply {
     StreamCreated {
         created_ms: u64,
     },
+    /// The leases a take or renewal changed, as they are now.
+    Leases(Vec<crate::leases::LeaseRecord>),
 }
 
 /// Applies `command` to `state`.
@@ -245,6 +250,7 @@ pub fn apply(
 ) -> Result<ControlReply, KinesisError> {
     let names = Names::of(state);
     match command {
+        ControlCommand::Lease(command) => crate::leases::apply(state, command),
         ControlCommand::InitCluster {
             cluster_id,
             token_key_hex,

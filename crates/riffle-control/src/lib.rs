@@ -6,6 +6,7 @@
 //! lifecycles; it never reads or writes records (that is the shard layer's job).
 
 pub mod command;
+pub mod leases;
 pub mod model;
 pub mod placement;
 pub mod plane;

@@ -23,6 +23,9 @@ pub struct ControlState {
     pub next_group: u64,
     /// Next shard replica id to allocate; replica ids are never reused.
     pub next_replica: u64,
+    /// Consumer applications' lease tables, by application name ([`crate::leases`]).
+    #[serde(default)]
+    pub leases: BTreeMap<String, Arc<crate::leases::LeaseTable>>,
 }
 
 /// Cluster-wide constants fixed at bootstrap.

@@ -4,6 +4,7 @@
 
 mod common;
 mod consumers;
+mod leases;
 mod records;
 mod shards;
 mod status;
@@ -60,10 +61,17 @@ pub enum Operation {
     DescribeStreamConsumer,
     ListStreamConsumers,
     DeregisterStreamConsumer,
+    RiffleSyncLeases,
+    RiffleListLeases,
+    RiffleTakeLease,
+    RiffleRenewLeases,
+    RiffleCheckpoint,
+    RiffleReleaseLease,
+    RiffleDeleteLeases,
 }
 
 impl Operation {
-    const ALL: [Operation; 27] = [
+    const ALL: [Operation; 34] = [
         Operation::CreateStream,
         Operation::DeleteStream,
         Operation::DescribeStream,
@@ -91,6 +99,13 @@ impl Operation {
         Operation::DescribeStreamConsumer,
         Operation::ListStreamConsumers,
         Operation::DeregisterStreamConsumer,
+        Operation::RiffleSyncLeases,
+        Operation::RiffleListLeases,
+        Operation::RiffleTakeLease,
+        Operation::RiffleRenewLeases,
+        Operation::RiffleCheckpoint,
+        Operation::RiffleReleaseLease,
+        Operation::RiffleDeleteLeases,
     ];
 
     pub fn name(self) -> &'static str {
@@ -122,6 +137,13 @@ impl Operation {
             Operation::DescribeStreamConsumer => "DescribeStreamConsumer",
             Operation::ListStreamConsumers => "ListStreamConsumers",
             Operation::DeregisterStreamConsumer => "DeregisterStreamConsumer",
+            Operation::RiffleSyncLeases => "RiffleSyncLeases",
+            Operation::RiffleListLeases => "RiffleListLeases",
+            Operation::RiffleTakeLease => "RiffleTakeLease",
+            Operation::RiffleRenewLeases => "RiffleRenewLeases",
+            Operation::RiffleCheckpoint => "RiffleCheckpoint",
+            Operation::RiffleReleaseLease => "RiffleReleaseLease",
+            Operation::RiffleDeleteLeases => "RiffleDeleteLeases",
         }
     }
 
@@ -226,6 +248,13 @@ impl Api {
             Operation::DescribeLimits => streams::describe_limits(self, &ctx, input).await,
             Operation::UpdateShardCount => streams::update_shard_count(self, &ctx, input).await,
             Operation::UpdateStreamMode => streams::update_stream_mode(self, &ctx, input).await,
+            Operation::RiffleSyncLeases => leases::sync_leases(self, &ctx, input).await,
+            Operation::RiffleListLeases => leases::list_leases(self, &ctx, input).await,
+            Operation::RiffleTakeLease => leases::take_lease(self, &ctx, input).await,
+            Operation::RiffleRenewLeases => leases::renew_leases(self, &ctx, input).await,
+            Operation::RiffleCheckpoint => leases::checkpoint(self, &ctx, input).await,
+            Operation::RiffleReleaseLease => leases::release_lease(self, &ctx, input).await,
+            Operation::RiffleDeleteLeases => leases::delete_leases(self, &ctx, input).await,
         }
     }
 }
