@@ -43,6 +43,7 @@ enum Mode {
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "riffle-bench",
+    args_override_self = true,
     about = "PutRecords load against a Kinesis-compatible endpoint"
 )]
 struct Args {
