@@ -88,6 +88,10 @@ python3 "$smoke" http://127.0.0.1:4567 http://127.0.0.1:4569
 scripts/local-cluster.sh start 2
 python3 "$smoke" http://127.0.0.1:4568 http://127.0.0.1:4567 http://127.0.0.1:4569
 ./target/debug/riffle cluster status --endpoint http://127.0.0.1:4568
+# Fan-out smoke (numbers come from scripts/bench-fanout.sh): writes through nodes 1 and 2, a
+# subscription to every shard through node 3; fails if an acknowledged record is not delivered.
+./target/debug/riffle-bench --mode fanout --endpoint http://127.0.0.1:4567 http://127.0.0.1:4568 \
+  http://127.0.0.1:4569 --stream fanout-smoke --shards 2 --rate 200 --batch 10 --seconds 3 --warmup 1
 scripts/local-cluster.sh wipe
 
 step "scheduler on a fresh cluster: resharding lineage, leader spread, replica repair, on-demand scaling"
