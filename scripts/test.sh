@@ -88,6 +88,8 @@ python3 "$smoke" http://127.0.0.1:4567 http://127.0.0.1:4569
 scripts/local-cluster.sh start 2
 python3 "$smoke" http://127.0.0.1:4568 http://127.0.0.1:4567 http://127.0.0.1:4569
 ./target/debug/riffle cluster status --endpoint http://127.0.0.1:4568
+# boto3 subscribes through node 3 to records written through node 1.
+python3 tests/conformance/subscribe.py http://127.0.0.1:4569 http://127.0.0.1:4567
 # Fan-out smoke (numbers come from scripts/bench-fanout.sh): writes through nodes 1 and 2, a
 # subscription to every shard through node 3; fails if an acknowledged record is not delivered.
 ./target/debug/riffle-bench --mode fanout --endpoint http://127.0.0.1:4567 http://127.0.0.1:4568 \

@@ -1,7 +1,10 @@
 """boto3 SubscribeToShard against one endpoint (HTTP/1.1 chunked event stream): a consumer is
 registered and becomes ACTIVE, TRIM_HORIZON delivers what was written before, a second
 subscription of the same consumer and shard within 5 seconds is refused (ResourceInUseException,
-as on AWS), LATEST (through a second consumer) delivers what is written after, in order. Usage: python3 tests/conformance/subscribe.py ENDPOINT"""
+as on AWS), LATEST (through a second consumer) delivers what is written after, in order.
+Usage: python3 tests/conformance/subscribe.py ENDPOINT [WRITE_ENDPOINT]: subscriptions go to
+ENDPOINT, writes to WRITE_ENDPOINT (default: the same), so on a cluster the records travel from
+one node's client to another node's subscriber."""
 import sys
 import threading
 import time
@@ -10,6 +13,8 @@ import boto3
 
 k = boto3.client("kinesis", endpoint_url=sys.argv[1], region_name="us-east-1",
                  aws_access_key_id="riffle", aws_secret_access_key="riffle")
+producer = boto3.client("kinesis", endpoint_url=sys.argv[-1], region_name="us-east-1",
+                        aws_access_key_id="riffle", aws_secret_access_key="riffle")
 name = f"subscribe-{int(time.time())}"
 k.create_stream(StreamName=name, ShardCount=1)
 k.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
@@ -29,7 +34,7 @@ consumer = register("c1")
 second = register("c2")
 shard = k.list_shards(StreamName=name)["Shards"][0]["ShardId"]
 for i in range(5):
-    k.put_record(StreamName=name, PartitionKey="pk", Data=f"r{i}".encode())
+    producer.put_record(StreamName=name, PartitionKey="pk", Data=f"r{i}".encode())
 
 
 def read(response, count):
@@ -59,11 +64,12 @@ response = k.subscribe_to_shard(ConsumerARN=second["ConsumerARN"], ShardId=shard
 def writer():
     time.sleep(1)
     for i in range(3):
-        k.put_record(StreamName=name, PartitionKey="pk", Data=f"late{i}".encode())
+        producer.put_record(StreamName=name, PartitionKey="pk", Data=f"late{i}".encode())
 
 
 threading.Thread(target=writer).start()
 late = read(response, 3)
 assert late == ["late0", "late1", "late2"], late
 k.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
-print("subscribe: ok (TRIM_HORIZON, ResourceInUse within 5 s, LATEST through boto3)")
+print(f"subscribe: ok (TRIM_HORIZON, ResourceInUse within 5 s, LATEST through boto3; "
+      f"subscribed via {sys.argv[1]}, written via {sys.argv[-1]})")

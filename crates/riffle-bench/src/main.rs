@@ -30,6 +30,8 @@ use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 
 mod fanout;
+#[cfg(feature = "nats")]
+mod nats;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -38,6 +40,9 @@ enum Mode {
     /// Open-loop writes at --rate while a consumer subscribes to every shard through the last
     /// --endpoint: put-to-deliver latency, and every acknowledged record delivered once.
     Fanout,
+    /// The Put load against NATS JetStream (--nats-url), one JetStream stream per shard (built
+    /// with `--features nats`).
+    Nats,
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -49,6 +54,12 @@ enum Mode {
 struct Args {
     #[arg(long, value_enum, default_value_t = Mode::Put)]
     mode: Mode,
+    /// NATS server URL(s) for --mode nats.
+    #[arg(long, default_value = "nats://127.0.0.1:4222", num_args = 1..)]
+    nats_url: Vec<String>,
+    /// Replicas of each JetStream stream in --mode nats.
+    #[arg(long, default_value_t = 3)]
+    nats_replicas: usize,
     /// Records per second written in fanout mode.
     #[arg(long, default_value_t = 1000)]
     rate: u64,
@@ -211,6 +222,12 @@ impl Timeline {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.mode == Mode::Nats {
+        #[cfg(feature = "nats")]
+        return nats::run(&args).await;
+        #[cfg(not(feature = "nats"))]
+        bail!("this riffle-bench was built without NATS support (cargo build --features nats)");
+    }
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(args.connections)
         .build_http();
