@@ -297,7 +297,8 @@ pub async fn run(client: HttpClient, args: &Args) -> anyhow::Result<()> {
     // Open loop: one PutRecords call of `batch` records every batch/rate seconds, each on its
     // own task, whatever the previous calls are doing.
     let batch = args.batch.max(1);
-    let interval = Duration::from_secs_f64(batch as f64 / args.rate.max(1) as f64);
+    let rate = args.rate.unwrap_or(1000).max(1);
+    let interval = Duration::from_secs_f64(batch as f64 / rate as f64);
     let acked = Arc::new(Mutex::new(HashSet::<u64>::new()));
     let put_latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1, 60_000_000, 3,
@@ -418,7 +419,7 @@ pub async fn run(client: HttpClient, args: &Args) -> anyhow::Result<()> {
     let result = serde_json::json!({
         "mode": "fanout",
         "shards": shards.len(),
-        "rate": args.rate,
+        "rate": rate,
         "batch": batch,
         "record_bytes": 16 + padding,
         "seconds": elapsed,
@@ -447,7 +448,7 @@ pub async fn run(client: HttpClient, args: &Args) -> anyhow::Result<()> {
              put-to-deliver p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, mean {:.2} ms \
              ({} measured); PutRecords ack p50 {:.2} ms, p99 {:.2} ms; acknowledged {}, delivered {}, lost {}, duplicates {}, failed records {}, exceptions {:?}",
             shards.len(),
-            args.rate,
+            rate,
             batch,
             16 + padding,
             elapsed,

@@ -32,6 +32,7 @@ use rand::Rng;
 mod fanout;
 #[cfg(feature = "nats")]
 mod nats;
+mod open;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -60,9 +61,10 @@ struct Args {
     /// Replicas of each JetStream stream in --mode nats.
     #[arg(long, default_value_t = 3)]
     nats_replicas: usize,
-    /// Records per second written in fanout mode.
-    #[arg(long, default_value_t = 1000)]
-    rate: u64,
+    /// Records per second: put mode runs open loop at this rate (latency from each call's
+    /// scheduled time) instead of closed loop; fanout mode writes at this rate (default 1000).
+    #[arg(long)]
+    rate: Option<u64>,
     /// Endpoint URL(s); connections are spread over them.
     #[arg(long, default_value = "http://127.0.0.1:4567", num_args = 1..)]
     endpoint: Vec<String>,
@@ -238,6 +240,9 @@ async fn main() -> anyhow::Result<()> {
         return fanout::run(client, &args).await;
     }
     let bodies = Arc::new(bodies(&args));
+    if args.rate.is_some() {
+        return open::run(client, &args, bodies).await;
+    }
     let counters = Arc::new(Counters::default());
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));

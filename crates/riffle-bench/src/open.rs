@@ -1,0 +1,115 @@
+//! Open-loop PutRecords (`--rate N` with the default put mode): one call every `batch / rate`
+//! seconds, each on its own task whatever the earlier calls are doing, with latency measured
+//! from when the call was *scheduled* (so a stalled server is charged for every call it
+//! delayed: no coordinated omission). Reports the same fields as the closed loop.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+
+use crate::Args;
+use crate::HttpClient;
+use crate::call;
+
+pub async fn run(client: HttpClient, args: &Args, bodies: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
+    let batch = args.batch.max(1) as u64;
+    let rate = args.rate.unwrap_or(1000).max(1);
+    let interval = Duration::from_secs_f64(batch as f64 / rate as f64);
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let records = Arc::new(AtomicU64::new(0));
+    let failed_records = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let warmup = Duration::from_secs(args.warmup);
+    let total = warmup + Duration::from_secs(args.seconds);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut calls = Vec::new();
+    let mut index = 0usize;
+    while started.elapsed() < total {
+        let scheduled = tick.tick().await;
+        let measured = started.elapsed() >= warmup;
+        let endpoint = args.endpoint[index % args.endpoint.len()].clone();
+        let body = bodies[index % bodies.len()].clone();
+        index += 1;
+        let (client, histogram, records, failed_records, errors) = (
+            client.clone(),
+            histogram.clone(),
+            records.clone(),
+            failed_records.clone(),
+            errors.clone(),
+        );
+        calls.push(tokio::spawn(async move {
+            let result = call(&client, &endpoint, "PutRecords", body).await;
+            let micros = scheduled.elapsed().as_micros() as u64;
+            if !measured {
+                return;
+            }
+            match result {
+                Ok((200, body)) => {
+                    let failed = serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|value| value["FailedRecordCount"].as_u64())
+                        .unwrap_or(batch);
+                    records.fetch_add(batch - failed.min(batch), Ordering::Relaxed);
+                    failed_records.fetch_add(failed, Ordering::Relaxed);
+                    let _ = histogram
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(micros.max(1));
+                }
+                _ => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let elapsed = started.elapsed().saturating_sub(warmup).as_secs_f64();
+    for call in calls {
+        let _ = call.await;
+    }
+    let histogram = histogram.lock().unwrap_or_else(|e| e.into_inner());
+    let records_per_sec = records.load(Ordering::Relaxed) as f64 / elapsed.max(0.001);
+    let mib_per_sec = records_per_sec * args.record_bytes as f64 / (1024.0 * 1024.0);
+    let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    if args.json {
+        let result = serde_json::json!({
+            "mode": "open-loop",
+            "target_records_per_sec": rate,
+            "records_per_sec": records_per_sec,
+            "mib_per_sec": mib_per_sec,
+            "calls": histogram.len(),
+            "failed_records": failed_records.load(Ordering::Relaxed),
+            "errors": errors.load(Ordering::Relaxed),
+            "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": histogram.max() as f64 / 1000.0,
+            "batch": args.batch, "record_bytes": args.record_bytes, "seconds": elapsed,
+        });
+        println!("{result}");
+    } else {
+        println!(
+            "PutRecords open loop at {} records/s ({}x{}B per call), {:.1}s: {:.0} records/s acknowledged, {:.1} MiB/s, {} calls, latency from schedule p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, failed records {}, errors {}",
+            rate,
+            args.batch,
+            args.record_bytes,
+            elapsed,
+            records_per_sec,
+            mib_per_sec,
+            histogram.len(),
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            histogram.max() as f64 / 1000.0,
+            failed_records.load(Ordering::Relaxed),
+            errors.load(Ordering::Relaxed),
+        );
+    }
+    Ok(())
+}
