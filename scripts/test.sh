@@ -75,6 +75,9 @@ step "benchmark smoke (the tool works; numbers come from scripts/bench.sh)"
 result=$(./target/debug/riffle-bench --endpoint "$endpoint" --stream bench-smoke --connections 4 --seconds 2 --warmup 0 --json)
 echo "$result"
 python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["errors"]==0 and r["failed_records"]==0 and r["records_per_sec"]>0, r' "$result"
+result=$(./target/debug/riffle-bench --endpoint "$endpoint" --stream bench-smoke --rate 2000 --seconds 2 --warmup 0 --json)
+echo "$result"
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["errors"]==0 and r["failed_records"]==0 and r["records_per_sec"]>1000, r' "$result"
 
 step "three-node cluster (scripts/local-cluster.sh): smoke test on every node, through a node kill"
 export RIFFLE_PROFILE=debug
