@@ -557,7 +557,6 @@ async fn a_reshard_overlapping_a_node_kill_loses_nothing() {
 /// a gap, a repeat or a reordering. Every acknowledged record is delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_subscription_follows_its_shard_across_a_leader_kill() {
-    use aws_sdk_kinesis::types::StartingPosition;
     use aws_sdk_kinesis::types::SubscribeToShardEventStream;
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = RiffleCluster::start(dir.path(), 3).unwrap();
@@ -583,19 +582,10 @@ async fn a_subscription_follows_its_shard_across_a_leader_kill() {
         .shards()[0]
         .shard_id
         .clone();
-    let mut subscription = reader
-        .subscribe_to_shard()
-        .consumer_arn(&consumer)
-        .shard_id(&shard)
-        .starting_position(
-            StartingPosition::builder()
-                .r#type(ShardIteratorType::TrimHorizon)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let mut subscription =
+        riffle_tests::subscribe(&reader, &consumer, &shard, ShardIteratorType::TrimHorizon)
+            .await
+            .unwrap();
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));

@@ -911,7 +911,6 @@ async fn stream_consumers_register_list_describe_and_deregister() {
 async fn subscribe_to_shard_delivers_records_in_order() {
     use aws_sdk_kinesis::primitives::Blob;
     use aws_sdk_kinesis::types::ShardIteratorType;
-    use aws_sdk_kinesis::types::StartingPosition;
     use aws_sdk_kinesis::types::SubscribeToShardEventStream;
     let (_dir, node) = node();
     let kinesis = client(&node.endpoint());
@@ -948,19 +947,14 @@ async fn subscribe_to_shard_delivers_records_in_order() {
             .await
             .unwrap();
     }
-    let mut output = kinesis
-        .subscribe_to_shard()
-        .consumer_arn(&consumer.consumer_arn)
-        .shard_id(&shard)
-        .starting_position(
-            StartingPosition::builder()
-                .r#type(ShardIteratorType::TrimHorizon)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let mut output = riffle_tests::subscribe(
+        &kinesis,
+        &consumer.consumer_arn,
+        &shard,
+        ShardIteratorType::TrimHorizon,
+    )
+    .await
+    .unwrap();
     let mut received = Vec::new();
     while received.len() < 20 {
         let event = tokio::time::timeout(
@@ -984,19 +978,14 @@ async fn subscribe_to_shard_delivers_records_in_order() {
     assert_eq!(received, expected);
 
     // A consumer that does not exist: the SDK sees ResourceNotFoundException.
-    let missing = kinesis
-        .subscribe_to_shard()
-        .consumer_arn(format!("{stream_arn}/consumer/nobody:1"))
-        .shard_id(&shard)
-        .starting_position(
-            StartingPosition::builder()
-                .r#type(ShardIteratorType::Latest)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap_err();
+    let missing = riffle_tests::subscribe(
+        &kinesis,
+        &format!("{stream_arn}/consumer/nobody:1"),
+        &shard,
+        ShardIteratorType::Latest,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         error_code(&missing).as_deref(),
         Some("ResourceNotFoundException")
@@ -1009,7 +998,6 @@ async fn subscribe_to_shard_delivers_records_in_order() {
 #[tokio::test]
 async fn a_second_subscription_is_refused_then_takes_over() {
     use aws_sdk_kinesis::types::ShardIteratorType;
-    use aws_sdk_kinesis::types::StartingPosition;
     let (_dir, node) = node();
     let kinesis = client(&node.endpoint());
     let name = stream_name("takeover");
@@ -1020,28 +1008,43 @@ async fn a_second_subscription_is_refused_then_takes_over() {
     let other = riffle_tests::register_active_consumer(&kinesis, &stream_arn, "two")
         .await
         .unwrap();
-    let subscribe = |consumer: String| {
-        kinesis
-            .subscribe_to_shard()
-            .consumer_arn(consumer)
-            .shard_id("shardId-000000000000")
-            .starting_position(
-                StartingPosition::builder()
-                    .r#type(ShardIteratorType::Latest)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-    };
-    let mut original = subscribe(first.clone()).await.unwrap();
-    let refused = subscribe(first.clone()).await.unwrap_err();
+    let mut original = riffle_tests::subscribe(
+        &kinesis,
+        &first,
+        "shardId-000000000000",
+        ShardIteratorType::Latest,
+    )
+    .await
+    .unwrap();
+    let refused = riffle_tests::subscribe(
+        &kinesis,
+        &first,
+        "shardId-000000000000",
+        ShardIteratorType::Latest,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         error_code(&refused).as_deref(),
         Some("ResourceInUseException")
     );
-    let _unaffected = subscribe(other).await.unwrap();
+    let _unaffected = riffle_tests::subscribe(
+        &kinesis,
+        &other,
+        "shardId-000000000000",
+        ShardIteratorType::Latest,
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5_200)).await;
-    let _successor = subscribe(first).await.unwrap();
+    let _successor = riffle_tests::subscribe(
+        &kinesis,
+        &first,
+        "shardId-000000000000",
+        ShardIteratorType::Latest,
+    )
+    .await
+    .unwrap();
     // The original sees its initial response's events (heartbeats) and then the takeover.
     let ended = loop {
         let event = tokio::time::timeout(
@@ -1060,5 +1063,75 @@ async fn a_second_subscription_is_refused_then_takes_over() {
         error_code(&ended).as_deref(),
         Some("ResourceInUseException"),
         "{ended:?}"
+    );
+}
+
+/// A subscription is paced to 2 MiB/s of record data (AWS's per-consumer, per-shard rate): of 6
+/// MiB already in the shard, 2 MiB may go at once (the allowance starts full) and one event of up
+/// to 1 MiB may overdraw it, so the rest takes at least (6 - 2 - 1) MiB / 2 MiB/s = 1.5 s.
+#[tokio::test]
+async fn a_subscription_is_paced_to_two_mib_per_second() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    use aws_sdk_kinesis::types::SubscribeToShardEventStream;
+    let (_dir, node) = node();
+    let kinesis = client(&node.endpoint());
+    let name = stream_name("paced");
+    let stream_arn = create_active_stream(&kinesis, &name, 1).await.unwrap();
+    let consumer = riffle_tests::register_active_consumer(&kinesis, &stream_arn, "paced")
+        .await
+        .unwrap();
+    let record = vec![7u8; 512 * 1024];
+    for _ in 0..3 {
+        let entries = (0..4)
+            .map(|_| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key("k")
+                    .data(Blob::new(record.clone()))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let output = kinesis
+            .put_records()
+            .stream_name(&name)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(output.failed_record_count(), Some(0));
+    }
+    let started = std::time::Instant::now();
+    let mut subscription = riffle_tests::subscribe(
+        &kinesis,
+        &consumer,
+        "shardId-000000000000",
+        ShardIteratorType::TrimHorizon,
+    )
+    .await
+    .unwrap();
+    let mut bytes = 0usize;
+    while bytes < 12 * record.len() {
+        let event = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            subscription.event_stream.recv(),
+        )
+        .await
+        .expect("an event within 20 s")
+        .unwrap()
+        .expect("the subscription stays open");
+        if let SubscribeToShardEventStream::SubscribeToShardEvent(event) = event {
+            bytes += event
+                .records()
+                .iter()
+                .map(|r| r.data().as_ref().len() + r.partition_key().unwrap_or_default().len())
+                .sum::<usize>();
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(1450),
+        "6 MiB arrived in {elapsed:?}: faster than 2 MiB/s"
     );
 }

@@ -462,3 +462,29 @@ pub async fn register_active_consumer(
     wait_consumer_active(client, &consumer.consumer_arn).await?;
     Ok(consumer.consumer_arn)
 }
+
+/// Starts a SubscribeToShard subscription of `consumer_arn` to `shard_id` at `kind`.
+pub async fn subscribe(
+    client: &Client,
+    consumer_arn: &str,
+    shard_id: &str,
+    kind: aws_sdk_kinesis::types::ShardIteratorType,
+) -> Result<
+    aws_sdk_kinesis::operation::subscribe_to_shard::SubscribeToShardOutput,
+    aws_sdk_kinesis::error::SdkError<
+        aws_sdk_kinesis::operation::subscribe_to_shard::SubscribeToShardError,
+        aws_sdk_kinesis::config::http::HttpResponse,
+    >,
+> {
+    let position = aws_sdk_kinesis::types::StartingPosition::builder()
+        .r#type(kind)
+        .build()
+        .expect("a starting position with a type");
+    client
+        .subscribe_to_shard()
+        .consumer_arn(consumer_arn)
+        .shard_id(shard_id)
+        .starting_position(position)
+        .send()
+        .await
+}

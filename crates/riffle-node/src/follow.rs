@@ -154,7 +154,8 @@ fn error_page(error: &KinesisError) -> pb::ReadResponse {
     }
 }
 
-fn page_to_pb(page: ReadPage) -> pb::ReadResponse {
+/// A page as a read or follow answer carries it.
+pub(crate) fn page_to_pb(page: ReadPage) -> pb::ReadResponse {
     pb::ReadResponse {
         records: page
             .records
@@ -176,7 +177,8 @@ fn page_to_pb(page: ReadPage) -> pb::ReadResponse {
     }
 }
 
-fn page_from_pb(response: pb::ReadResponse) -> ReadPage {
+/// A page from a read or follow answer.
+pub(crate) fn page_from_pb(response: pb::ReadResponse) -> ReadPage {
     ReadPage {
         records: response
             .records

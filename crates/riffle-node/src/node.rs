@@ -39,7 +39,6 @@ use riffle_shard::consensus::RaftClient;
 use riffle_shard::consensus::ReplicaNode;
 use riffle_shard::shard::AppendError;
 use riffle_shard::shard::ReadPage;
-use riffle_shard::shard::ReadRecord;
 use riffle_shard::shard::ShardReplica;
 use riffle_storage::Storage;
 use riffle_storage::StorageError;
@@ -1451,28 +1450,7 @@ impl Node {
         if let Some(error) = response.error {
             return Routed::Failed(kinesis_error_from_pb(error));
         }
-        let records = response
-            .records
-            .into_iter()
-            .map(|record| ReadRecord {
-                position: Position {
-                    entry: record.entry,
-                    record: record.record,
-                },
-                arrival_ms: record.arrival_ms,
-                partition_key: record.partition_key,
-                data: record.data,
-            })
-            .collect();
-        Routed::Done(ReadPage {
-            records,
-            next: Position {
-                entry: response.next_entry,
-                record: response.next_record,
-            },
-            end_of_shard: response.end_of_shard,
-            tip: response.tip,
-        })
+        Routed::Done(crate::follow::page_from_pb(response))
     }
 
     /// Where LATEST (no timestamp) or AT_TIMESTAMP starts in a shard, asked of its leader.
@@ -1617,25 +1595,7 @@ impl Node {
             .await
         };
         match read {
-            Ok(Ok(page)) => pb::ReadResponse {
-                records: page
-                    .records
-                    .into_iter()
-                    .map(|record| pb::ReadRecord {
-                        entry: record.position.entry,
-                        record: record.position.record,
-                        arrival_ms: record.arrival_ms,
-                        partition_key: record.partition_key,
-                        data: record.data,
-                    })
-                    .collect(),
-                next_entry: page.next.entry,
-                next_record: page.next.record,
-                end_of_shard: page.end_of_shard,
-                tip: page.tip,
-                error: None,
-                not_leader: None,
-            },
+            Ok(Ok(page)) => crate::follow::page_to_pb(page),
             Ok(Err(error)) => pb::ReadResponse {
                 error: Some(kinesis_error_to_pb(&KinesisError::internal(format!(
                     "cannot read shard: {error}"
