@@ -473,11 +473,7 @@ impl DiskStorage {
         create_dir_durably(&journal_dir)?;
         create_dir_durably(&meta_dir)?;
 
-        let db = sled::Config::new()
-            .path(&meta_dir)
-            .flush_every_ms(None)
-            .open()
-            .map_err(sled_error)?;
+        let db = open_sled(&meta_dir)?;
         let groups_tree = db.open_tree(GROUPS_TREE).map_err(sled_error)?;
         let mut metas = HashMap::new();
         for entry in groups_tree.iter() {
@@ -690,6 +686,30 @@ impl Planned {
 impl Drop for DiskStorage {
     fn drop(&mut self) {
         self.stop(RunMode::Drain);
+    }
+}
+
+/// Opens the sled database, waiting (up to 5 s) for its file lock when an earlier handle in this
+/// process is still being released: sled's background jobs can hold the last reference for a
+/// moment after the previous `DiskStorage` was dropped, and a reopen right away (a node restarted
+/// in-process, a test reopening its directory) would otherwise fail on a loaded machine.
+fn open_sled(meta_dir: &Path) -> Result<sled::Db, StorageError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new()
+            .path(meta_dir)
+            .flush_every_ms(None)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(error))
+                if error.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => return Err(sled_error(error)),
+        }
     }
 }
 
