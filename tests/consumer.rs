@@ -21,6 +21,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::types::ScalingType;
 use riffle_consumer::Client as LeaseClient;
+use riffle_control::leases::checkpoint_key;
 use riffle_tests::RiffleProcess;
 use riffle_tests::client;
 use riffle_tests::create_active_stream;
@@ -59,15 +60,6 @@ fn start_worker(
         command.args(["--fan-out", "app-efo"]);
     }
     WorkerProcess(command.spawn().unwrap())
-}
-
-/// Orders checkpoints: sequence numbers by value, SHARD_END last.
-fn checkpoint_key(checkpoint: &str) -> (u8, usize, String) {
-    if checkpoint == riffle_consumer::SHARD_END {
-        return (2, 0, String::new());
-    }
-    let digits = checkpoint.trim_start_matches('0');
-    (1, digits.len(), digits.to_string())
 }
 
 #[derive(Default)]
@@ -119,7 +111,7 @@ async fn observe(leases: LeaseClient, observed: Arc<Mutex<Observed>>, stop: Arc<
                 }
                 if let Some(checkpoint) = lease["Checkpoint"].as_str() {
                     if let Some(previous) = observed.checkpoints.get(&shard)
-                        && checkpoint_key(checkpoint) < checkpoint_key(previous)
+                        && checkpoint_key(Some(checkpoint)) < checkpoint_key(Some(previous))
                     {
                         let message = format!(
                             "{shard}: checkpoint moved back from {previous} to {checkpoint}"

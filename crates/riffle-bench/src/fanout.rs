@@ -58,52 +58,6 @@ async fn json_call(
     Ok(value)
 }
 
-/// Registers (or finds) the bench's consumer and waits until it is ACTIVE; returns its ARN.
-async fn consumer(client: &HttpClient, endpoint: &str, stream: &str) -> anyhow::Result<String> {
-    let summary = json_call(
-        client,
-        endpoint,
-        "DescribeStreamSummary",
-        serde_json::json!({"StreamName": stream}),
-    )
-    .await?;
-    let stream_arn = summary["StreamDescriptionSummary"]["StreamARN"]
-        .as_str()
-        .context("no StreamARN")?
-        .to_string();
-    let name = "riffle-bench";
-    let registered = json_call(
-        client,
-        endpoint,
-        "RegisterStreamConsumer",
-        serde_json::json!({"StreamARN": stream_arn, "ConsumerName": name}),
-    )
-    .await;
-    if let Err(error) = &registered
-        && !error.to_string().contains("ResourceInUseException")
-    {
-        bail!("{error}");
-    }
-    for _ in 0..300 {
-        let described = json_call(
-            client,
-            endpoint,
-            "DescribeStreamConsumer",
-            serde_json::json!({"StreamARN": stream_arn, "ConsumerName": name}),
-        )
-        .await?;
-        let description = &described["ConsumerDescription"];
-        if description["ConsumerStatus"] == "ACTIVE" {
-            return Ok(description["ConsumerARN"]
-                .as_str()
-                .context("no ConsumerARN")?
-                .to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("consumer {name} did not become ACTIVE")
-}
-
 async fn shard_ids(
     client: &HttpClient,
     endpoint: &str,
@@ -262,7 +216,12 @@ pub async fn run(client: HttpClient, args: &Args) -> anyhow::Result<()> {
         args.endpoint.clone()
     };
     let subscribe_endpoint = args.endpoint.last().context("no endpoint")?.clone();
-    let consumer = consumer(&client, &subscribe_endpoint, &args.stream).await?;
+    let consumer = riffle_consumer::ensure_consumer(
+        &riffle_consumer::Client::new(vec![subscribe_endpoint.clone()]),
+        &args.stream,
+        "riffle-bench",
+    )
+    .await?;
     let shards = shard_ids(&client, &subscribe_endpoint, &args.stream).await?;
     let shared = Arc::new(Shared {
         delivered: Mutex::new(Delivered {

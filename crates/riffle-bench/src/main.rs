@@ -33,6 +33,7 @@ mod fanout;
 #[cfg(feature = "nats")]
 mod nats;
 mod open;
+mod report;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -342,40 +343,23 @@ async fn main() -> anyhow::Result<()> {
         histogram.add(worker.await?)?;
     }
 
-    let records = counters.records.load(Ordering::Relaxed) as f64;
-    let records_per_sec = records / elapsed;
-    let mib_per_sec = records_per_sec * args.record_bytes as f64 / (1024.0 * 1024.0);
-    let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
-    if args.json {
-        let result = serde_json::json!({
-            "records_per_sec": records_per_sec,
-            "mib_per_sec": mib_per_sec,
-            "calls": histogram.len(),
-            "failed_records": counters.failed_records.load(Ordering::Relaxed),
-            "errors": counters.errors.load(Ordering::Relaxed),
-            "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": histogram.max() as f64 / 1000.0,
+    report::Report {
+        title: format!(
+            "PutRecords {}x{}B, {} connections",
+            args.batch, args.record_bytes, args.connections
+        ),
+        records: counters.records.load(Ordering::Relaxed),
+        failed_records: counters.failed_records.load(Ordering::Relaxed),
+        errors: counters.errors.load(Ordering::Relaxed),
+        seconds: elapsed,
+        record_bytes: args.record_bytes,
+        latency: &histogram,
+        extra: serde_json::json!({
             "longest_gap_ms": longest_gap_ms,
-            "connections": args.connections, "batch": args.batch, "record_bytes": args.record_bytes, "seconds": elapsed,
-        });
-        println!("{result}");
-    } else {
-        println!(
-            "PutRecords {}x{}B, {} connections, {:.1}s: {:.0} records/s, {:.1} MiB/s, {} calls, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, failed records {}, errors {}, longest write gap {} ms",
-            args.batch,
-            args.record_bytes,
-            args.connections,
-            elapsed,
-            records_per_sec,
-            mib_per_sec,
-            histogram.len(),
-            ms(0.5),
-            ms(0.99),
-            ms(0.999),
-            histogram.max() as f64 / 1000.0,
-            counters.failed_records.load(Ordering::Relaxed),
-            counters.errors.load(Ordering::Relaxed),
-            longest_gap_ms,
-        );
+            "connections": args.connections,
+            "batch": args.batch,
+        }),
     }
+    .print(args.json);
     Ok(())
 }

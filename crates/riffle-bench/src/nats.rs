@@ -122,38 +122,24 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     for worker in workers {
         histogram.add(worker.await?)?;
     }
-    let records_per_sec = records.load(Ordering::Relaxed) as f64 / elapsed;
-    let mib_per_sec = records_per_sec * args.record_bytes as f64 / (1024.0 * 1024.0);
-    let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
-    let result = serde_json::json!({
-        "records_per_sec": records_per_sec,
-        "mib_per_sec": mib_per_sec,
-        "calls": histogram.len(),
-        "failed_records": errors.load(Ordering::Relaxed),
-        "errors": errors.load(Ordering::Relaxed),
-        "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": histogram.max() as f64 / 1000.0,
-        "connections": args.connections, "batch": args.batch, "record_bytes": args.record_bytes, "seconds": elapsed,
-        "streams": args.shards, "replicas": args.nats_replicas,
-    });
-    if args.json {
-        println!("{result}");
-    } else {
-        println!(
-            "JetStream publish {}x{}B, {} connections, {} streams R{}, {:.1}s: {:.0} records/s, {:.1} MiB/s, {} batches, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, failed {}",
-            args.batch,
-            args.record_bytes,
-            args.connections,
-            args.shards,
-            args.nats_replicas,
-            elapsed,
-            records_per_sec,
-            mib_per_sec,
-            histogram.len(),
-            ms(0.5),
-            ms(0.99),
-            ms(0.999),
-            errors.load(Ordering::Relaxed),
-        );
+    crate::report::Report {
+        title: format!(
+            "JetStream publish {}x{}B, {} connections, {} streams R{}",
+            args.batch, args.record_bytes, args.connections, args.shards, args.nats_replicas
+        ),
+        records: records.load(Ordering::Relaxed),
+        failed_records: errors.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        seconds: elapsed,
+        record_bytes: args.record_bytes,
+        latency: &histogram,
+        extra: serde_json::json!({
+            "connections": args.connections,
+            "batch": args.batch,
+            "streams": args.shards,
+            "replicas": args.nats_replicas,
+        }),
     }
+    .print(args.json);
     Ok(())
 }

@@ -77,39 +77,23 @@ pub async fn run(client: HttpClient, args: &Args, bodies: Arc<Vec<Bytes>>) -> an
         let _ = call.await;
     }
     let histogram = histogram.lock().unwrap_or_else(|e| e.into_inner());
-    let records_per_sec = records.load(Ordering::Relaxed) as f64 / elapsed.max(0.001);
-    let mib_per_sec = records_per_sec * args.record_bytes as f64 / (1024.0 * 1024.0);
-    let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
-    if args.json {
-        let result = serde_json::json!({
+    crate::report::Report {
+        title: format!(
+            "PutRecords open loop at {rate} records/s ({}x{}B per call), latency from schedule",
+            args.batch, args.record_bytes
+        ),
+        records: records.load(Ordering::Relaxed),
+        failed_records: failed_records.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        seconds: elapsed,
+        record_bytes: args.record_bytes,
+        latency: &histogram,
+        extra: serde_json::json!({
             "mode": "open-loop",
             "target_records_per_sec": rate,
-            "records_per_sec": records_per_sec,
-            "mib_per_sec": mib_per_sec,
-            "calls": histogram.len(),
-            "failed_records": failed_records.load(Ordering::Relaxed),
-            "errors": errors.load(Ordering::Relaxed),
-            "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999), "max_ms": histogram.max() as f64 / 1000.0,
-            "batch": args.batch, "record_bytes": args.record_bytes, "seconds": elapsed,
-        });
-        println!("{result}");
-    } else {
-        println!(
-            "PutRecords open loop at {} records/s ({}x{}B per call), {:.1}s: {:.0} records/s acknowledged, {:.1} MiB/s, {} calls, latency from schedule p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, failed records {}, errors {}",
-            rate,
-            args.batch,
-            args.record_bytes,
-            elapsed,
-            records_per_sec,
-            mib_per_sec,
-            histogram.len(),
-            ms(0.5),
-            ms(0.99),
-            ms(0.999),
-            histogram.max() as f64 / 1000.0,
-            failed_records.load(Ordering::Relaxed),
-            errors.load(Ordering::Relaxed),
-        );
+            "batch": args.batch,
+        }),
     }
+    .print(args.json);
     Ok(())
 }

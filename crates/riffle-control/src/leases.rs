@@ -121,7 +121,7 @@ fn held_by<'t>(
 }
 
 /// Orders checkpoints: none < sequence numbers (by value) < SHARD_END.
-fn checkpoint_key(checkpoint: Option<&str>) -> (u8, usize, &str) {
+pub fn checkpoint_key(checkpoint: Option<&str>) -> (u8, usize, &str) {
     match checkpoint {
         None => (0, 0, ""),
         Some(SHARD_END) => (2, 0, ""),
