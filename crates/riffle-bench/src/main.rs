@@ -2,7 +2,7 @@
 //! and acknowledgement latency. Closed loop: each connection sends its next request as soon as
 //! the previous one is answered, so the numbers are the server's maximum at that concurrency.
 //! `--mode fanout` measures put-to-deliver latency through SubscribeToShard instead
-//! ([`fanout`]).
+//! ([`fanout`]), `--mode poll` put-to-consume latency through GetRecords ([`poll`]).
 //!
 //! It speaks raw HTTP/1.1 + JSON with pre-encoded bodies, so the client spends almost no CPU
 //! (this matters on a 2-core machine where client and server share the cores).
@@ -30,9 +30,11 @@ use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 
 mod fanout;
+mod ledger;
 #[cfg(feature = "nats")]
 mod nats;
 mod open;
+mod poll;
 mod report;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,9 @@ enum Mode {
     /// Open-loop writes at --rate while a consumer subscribes to every shard through the last
     /// --endpoint: put-to-deliver latency, and every acknowledged record delivered once.
     Fanout,
+    /// Open-loop writes at --rate while one GetRecords poller per shard reads through the last
+    /// --endpoint: put-to-consume latency, and every acknowledged record consumed once.
+    Poll,
     /// The Put load against NATS JetStream (--nats-url), one JetStream stream per shard (built
     /// with `--features nats`).
     Nats,
@@ -63,9 +68,14 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     nats_replicas: usize,
     /// Records per second: put mode runs open loop at this rate (latency from each call's
-    /// scheduled time) instead of closed loop; fanout mode writes at this rate (default 1000).
+    /// scheduled time) instead of closed loop; fanout and poll modes write at this rate
+    /// (default 1000).
     #[arg(long)]
     rate: Option<u64>,
+    /// Poll mode: milliseconds to wait after a GetRecords call that returned no records (as
+    /// KCL's idleTimeBetweenReadsInMillis); after one that returned records, the next goes at once.
+    #[arg(long, default_value_t = 200)]
+    poll_interval_ms: u64,
     /// Endpoint URL(s); connections are spread over them.
     #[arg(long, default_value = "http://127.0.0.1:4567", num_args = 1..)]
     endpoint: Vec<String>,
@@ -237,8 +247,10 @@ async fn main() -> anyhow::Result<()> {
     ensure_stream(&client, &args)
         .await
         .context("preparing the stream")?;
-    if args.mode == Mode::Fanout {
-        return fanout::run(client, &args).await;
+    match args.mode {
+        Mode::Fanout => return fanout::run(client, &args).await,
+        Mode::Poll => return poll::run(client, &args).await,
+        Mode::Put | Mode::Nats => {}
     }
     let bodies = Arc::new(bodies(&args));
     if args.rate.is_some() {
