@@ -754,6 +754,69 @@ async fn leaders_spread_and_return_to_a_restarted_node() {
     cluster.shutdown().await;
 }
 
+/// When liveness calls a shard leader's node down, a surviving voter campaigns at once and the
+/// other voter grants its vote although its leader lease is still running. Election timeouts
+/// are switched off on the survivors, so only that path can elect the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_lost_with_its_node_is_replaced_without_election_timeouts() {
+    let mut cluster = SimCluster::start().await;
+    create_stream(&cluster, "takeover", 2).await;
+    let state = cluster.state();
+    let shard = state.streams["takeover"].shards[0].clone();
+    let leader_node = cluster
+        .nodes
+        .iter()
+        .flatten()
+        .find(|node| {
+            node.local_shard(shard.group)
+                .is_some_and(|replica| replica.group().is_leader())
+        })
+        .map(|node| node.id())
+        .expect("the shard has a leader");
+    let survivors: Vec<u64> = (1..=NODES).filter(|id| *id != leader_node).collect();
+    for id in &survivors {
+        let node = cluster.nodes[(*id - 1) as usize]
+            .clone()
+            .expect("node runs");
+        node.local_shard(shard.group)
+            .expect("a replica on every node")
+            .group()
+            .set_timeout_elections(false);
+    }
+    cluster.crash(leader_node).await;
+    let led_by_survivor = || {
+        survivors.iter().any(|id| {
+            cluster.nodes[(*id - 1) as usize]
+                .as_ref()
+                .and_then(|node| node.local_shard(shard.group))
+                .is_some_and(|replica| replica.group().is_leader())
+        })
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "a surviving replica leads",
+        led_by_survivor,
+    )
+    .await;
+    // The new leader takes writes.
+    let api = cluster.api(survivors[0]).expect("survivor runs");
+    let put = map(vec![
+        ("StreamName", text("takeover")),
+        ("PartitionKey", text("k")),
+        ("ExplicitHashKey", text("0")),
+        ("Data", text("aGVsbG8=")),
+    ]);
+    let reply = call(&api, Operation::PutRecord, put)
+        .await
+        .expect("PutRecord");
+    assert!(
+        reply
+            .as_map()
+            .is_some_and(|m| m.get("SequenceNumber").is_some())
+    );
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_down_past_the_grace_period_is_rebuilt_elsewhere() {
     let mut cluster = SimCluster::start().await;

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use riffle_control::ControlCommand;
 use riffle_control::ControlPlane;
 use riffle_control::ControlState;
@@ -39,6 +40,7 @@ use riffle_shard::consensus::RaftClient;
 use riffle_shard::consensus::ReplicaNode;
 use riffle_shard::shard::AppendError;
 use riffle_shard::shard::ReadPage;
+use riffle_shard::shard::ShardMachine;
 use riffle_shard::shard::ShardReplica;
 use riffle_storage::Storage;
 use riffle_storage::StorageError;
@@ -53,6 +55,25 @@ use crate::peer::PeerError;
 use crate::peer::PeerForwarder;
 use crate::peer::kinesis_error_from_pb;
 use crate::peer::kinesis_error_to_pb;
+
+/// A group that has served nothing since it started sleeps after this much quiet (or after
+/// `hibernate_after` if that is shorter).
+const NEW_GROUP_QUIET: Duration = Duration::from_secs(2);
+
+/// After a leader's node goes down, the surviving voters of its groups campaign this far apart.
+/// Longer than the skew between two nodes' detections (pings go out every 500 ms on each node,
+/// unsynchronised): were the second candidate to start before the first, they would split the
+/// vote and the group would fall back to election timeouts.
+const TAKEOVER_STAGGER: Duration = Duration::from_millis(750);
+
+/// Groups put to sleep at once by one hibernation pass.
+const HIBERNATE_CONCURRENCY: usize = 32;
+
+/// New replicas started by one reconcile pass (about one pass a second). Every started group
+/// is awake (ticking, electing, heartbeating) until it hibernates a few seconds later; starting
+/// thousands at once (a stream of 10,000 shards, a restart) swamps the node with timers and
+/// elections. The nodes walk the groups in the same order, so a group's voters start together.
+const STARTS_PER_PASS: usize = 200;
 
 /// What a node needs to know about itself and its cluster.
 #[derive(Clone, Debug)]
@@ -339,6 +360,24 @@ impl Node {
         };
         alive.insert(self.config.node_id);
         alive
+    }
+
+    /// Whether `node` answered a ping in the last second (this node always has): stricter than
+    /// "not down", for handing it leadership (a node killed a moment ago is not down yet).
+    fn answered_recently(&self, node: u64) -> bool {
+        node == self.config.node_id
+            || self
+                .health
+                .read()
+                .map(|health| {
+                    health.get(&node).is_some_and(|peer| {
+                        peer.alive
+                            && peer
+                                .last_ok
+                                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+                    })
+                })
+                .unwrap_or(false)
     }
 
     /// Whether liveness currently calls `node` down (never this node).
@@ -666,10 +705,16 @@ impl Node {
                 }
             }
         }
+        let mut started = 0usize;
         for (group, (stream, shard)) in &wanted {
             if self.local_shard(*group).is_some() || self.is_stopping() {
                 continue;
             }
+            if started == STARTS_PER_PASS {
+                complete = false;
+                break;
+            }
+            started += 1;
             if let Err(error) = self.start_replica(state, shard).await {
                 complete = false;
                 tracing::error!(stream = %stream.name, shard = %shard.id(), group, %error, "cannot start shard replica");
@@ -1030,12 +1075,14 @@ impl Node {
     async fn hand_over(&self, shard: &ShardRecord, node: u64, replica: &ShardReplica) {
         const RETRY_AFTER: Duration = Duration::from_secs(5);
         const MAX_LAG: u64 = 64;
-        const TRANSFER_DEADLINE: Duration = Duration::from_secs(3);
+        // A transfer between caught-up voters takes milliseconds; the group takes no writes
+        // while one is pending, so a target that died meanwhile must not hold it long.
+        const TRANSFER_DEADLINE: Duration = Duration::from_secs(1);
         let Some(target) = shard.voters().find(|member| member.node == node) else {
             return;
         };
         let group = replica.group();
-        if !self.alive_nodes().contains(&node)
+        if !self.answered_recently(node)
             || !group.membership().voters.contains(&target.replica)
             || group.lag_of(target.replica).is_none_or(|lag| lag > MAX_LAG)
         {
@@ -1062,9 +1109,9 @@ impl Node {
         }
         // openraft's transfer has no deadline: the leader stops heartbeats and forwards writes
         // to the target until the target takes over. A target that stops answering right then
-        // (a paused or cut-off node) would leave the group unwritable, with its followers
-        // asleep, for as long as that lasts. If the transfer has not happened after a few
-        // seconds, hand over to another caught-up voter on a live node instead.
+        // (a paused, killed or cut-off node) would leave the group unwritable, with its
+        // followers asleep, for as long as that lasts. If the transfer has not happened after a
+        // second, hand over to another caught-up voter on a live node instead.
         let alive = self.alive_nodes();
         let others: Vec<u64> = shard
             .voters()
@@ -1873,7 +1920,7 @@ impl Node {
         nodes
     }
 
-    async fn ping_all(&self) {
+    async fn ping_all(self: &Arc<Self>) {
         let Some(peers) = &self.peers else { return };
         let nodes = self.other_nodes();
         let pings = nodes.iter().map(|node| {
@@ -1921,6 +1968,7 @@ impl Node {
         for node in went_down {
             tracing::warn!(node, "node is down");
             self.wake_groups_on(node);
+            self.take_over_groups_led_on(node).await;
         }
         for node in came_back {
             tracing::info!(node, "node is back");
@@ -1944,6 +1992,77 @@ impl Node {
             {
                 group.wake();
             }
+        }
+    }
+
+    /// `node` went down: in every local group whose leader is there, the surviving voters start
+    /// an election at once instead of waiting for election timeouts and leader leases to run out
+    /// (see [`riffle_shard::consensus::Group::take_over_from`]). They go one at a time in replica
+    /// id order, [`TAKEOVER_STAGGER`] apart, so that they do not split the vote; the next one
+    /// tries only if no leader emerged (the first may have lost for want of the newest log: a
+    /// quorum needs only one follower up to date).
+    async fn take_over_groups_led_on(self: &Arc<Self>, node: u64) {
+        let down = self.down_nodes();
+        let candidates: Vec<(ShardReplica, u64, usize)> = {
+            let Ok(shards) = self.shards.read() else {
+                return;
+            };
+            shards
+                .values()
+                .filter_map(|replica| {
+                    let group = replica.group();
+                    let members = group.members();
+                    let node_of = |id: u64| {
+                        members
+                            .iter()
+                            .find(|(member, _)| *member == id)
+                            .map(|(_, at)| at.node)
+                    };
+                    let leader = group.leader()?;
+                    if node_of(leader) != Some(node) {
+                        return None;
+                    }
+                    // Voters are a BTreeSet: in replica id order.
+                    let rank = group
+                        .membership()
+                        .voters
+                        .into_iter()
+                        .filter(|voter| node_of(*voter).is_some_and(|at| !down.contains(&at)))
+                        .position(|voter| voter == group.replica())?;
+                    Some((replica.clone(), leader, rank))
+                })
+                .collect()
+        };
+        for (replica, leader, rank) in candidates {
+            let node_handle = self.clone();
+            let campaign = async move {
+                if rank > 0 {
+                    tokio::time::sleep(TAKEOVER_STAGGER * rank as u32).await;
+                    if node_handle.is_stopping() {
+                        return;
+                    }
+                }
+                let group = replica.group();
+                match group.take_over_from(leader).await {
+                    Ok(true) => {
+                        let started = Instant::now();
+                        let elected = group
+                            .wait_for_leader_other_than(leader, Duration::from_secs(10))
+                            .await;
+                        tracing::info!(
+                            group = group.id(),
+                            node,
+                            rank,
+                            ?elected,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "campaigned: the leader's node is down"
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(group = group.id(), %error, "could not campaign"),
+                }
+            };
+            tokio::spawn(campaign);
         }
     }
 
@@ -1980,50 +2099,64 @@ impl Node {
             .filter(|replica| {
                 let group = replica.group();
                 !group.is_hibernating()
-                    && group.idle_for() >= self.config.hibernate_after
+                    && self.quiet_long_enough(group)
                     && group.is_quiet_and_replicated(&down)
             })
             .collect();
-        for replica in candidates {
-            let group = replica.group();
-            let followers: Vec<(u64, ReplicaNode)> = group
-                .members()
-                .into_iter()
-                .filter(|(id, node)| *id != group.replica() && !down.contains(&node.node))
-                .collect();
-            let vote = group.vote();
-            let mut all_asleep = true;
-            for (target, node) in &followers {
-                let Some(peers) = &self.peers else {
-                    all_asleep = false;
-                    break;
-                };
-                let request = pb::HibernateRequest {
-                    group: group.id(),
-                    target: *target,
-                    leader_vote: Some(vote),
-                };
-                match peers.hibernate(node.node, request).await {
-                    Ok(response) if response.hibernating => {}
-                    _ => {
-                        all_asleep = false;
-                        break;
-                    }
-                }
+        // Each group costs two round trips (one per follower); thousands of new groups must
+        // not wait for each other.
+        futures_util::stream::iter(candidates)
+            .for_each_concurrent(HIBERNATE_CONCURRENCY, |replica| {
+                let down = &down;
+                async move { self.hibernate_group(&replica, down).await }
+            })
+            .await;
+    }
+
+    /// Whether `group` has been idle long enough to sleep: `hibernate_after` once it has served
+    /// a write or read, at most [`NEW_GROUP_QUIET`] before that (a new or restarted group has
+    /// nothing in flight; keeping thousands of them awake for long only burns CPU).
+    fn quiet_long_enough(&self, group: &Group<ShardMachine>) -> bool {
+        let needed = if group.has_served() {
+            self.config.hibernate_after
+        } else {
+            self.config.hibernate_after.min(NEW_GROUP_QUIET)
+        };
+        group.idle_for() >= needed
+    }
+
+    /// Puts the followers of one led group to sleep, then the leader if all of them went.
+    async fn hibernate_group(&self, replica: &ShardReplica, down: &HashSet<u64>) {
+        let group = replica.group();
+        let followers: Vec<(u64, ReplicaNode)> = group
+            .members()
+            .into_iter()
+            .filter(|(id, node)| *id != group.replica() && !down.contains(&node.node))
+            .collect();
+        let vote = group.vote();
+        let Some(peers) = &self.peers else {
+            return;
+        };
+        for (target, node) in &followers {
+            let request = pb::HibernateRequest {
+                group: group.id(),
+                target: *target,
+                leader_vote: Some(vote),
+            };
+            match peers.hibernate(node.node, request).await {
+                Ok(response) if response.hibernating => {}
+                _ => return,
             }
-            // Re-check: a write may have arrived while the followers were asked.
-            if all_asleep
-                && group.is_quiet_and_replicated(&down)
-                && group.idle_for() >= self.config.hibernate_after
-            {
-                if let Ok(mut leading) = self.leading_groups.lock() {
-                    let totals = replica.meter().totals();
-                    leading
-                        .entry(group.id())
-                        .or_insert_with(|| Led::new(group.replica(), totals));
-                }
-                group.hibernate();
+        }
+        // Re-check: a write may have arrived while the followers were asked.
+        if group.is_quiet_and_replicated(down) && self.quiet_long_enough(group) {
+            if let Ok(mut leading) = self.leading_groups.lock() {
+                let totals = replica.meter().totals();
+                leading
+                    .entry(group.id())
+                    .or_insert_with(|| Led::new(group.replica(), totals));
             }
+            group.hibernate();
         }
     }
 

@@ -232,6 +232,8 @@ struct Activity {
     hibernating: AtomicBool,
     /// When this replica last proposed, read or was woken (ms since `epoch`).
     last_active_ms: AtomicU64,
+    /// Whether this replica has proposed or served a read barrier since it started.
+    served: AtomicBool,
     epoch: Instant,
 }
 
@@ -285,6 +287,7 @@ impl<M: Machine> Group<M> {
             awake_set: options.awake.clone(),
             hibernating: AtomicBool::new(false),
             last_active_ms: AtomicU64::new(0),
+            served: AtomicBool::new(false),
             epoch: Instant::now(),
         });
         let server_metrics = raft.server_metrics();
@@ -400,6 +403,47 @@ impl<M: Machine> Group<M> {
             .map_err(|fatal| GroupError::Stopped(fatal.to_string()))
     }
 
+    /// Starts an election now because the current leader's node is down, and makes the other
+    /// voters grant it even though their leader lease has not run out.
+    ///
+    /// Why: openraft's leader lease equals the maximum election timeout, so a follower whose
+    /// timer fires first is refused by the others until their lease ends, and the election
+    /// usually succeeds only on its second round (3–4 s after a leader dies). Liveness knows
+    /// earlier that the leader's node is gone; the vote requests of this election carry the
+    /// leadership-transfer flag, which the voters honour regardless of their lease (Raft
+    /// dissertation §4.2.3). Safety does not depend on the lease: a vote still needs a log at
+    /// least as new as the voter's and a majority. What a wrong "down" costs is one needless
+    /// leader change (a live leader that lost its followers' votes steps down on its next
+    /// heartbeat). Returns whether the election was started: not when this replica leads, or
+    /// knows a leader other than the lost `leader` (someone already took over).
+    pub async fn take_over_from(&self, leader: ReplicaId) -> Result<bool, GroupError> {
+        self.wake();
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let leaderless = metrics
+            .current_leader
+            .is_none_or(|current| current == leader);
+        if !leaderless || leader == self.replica {
+            return Ok(false);
+        }
+        let request =
+            openraft::raft::TransferLeaderRequest::new(metrics.vote.clone(), self.replica, None);
+        let accepted = self
+            .raft
+            .handle_transfer_leader(request)
+            .await
+            .map_err(|fatal| GroupError::Stopped(fatal.to_string()))?;
+        // Refused only when the vote changed meanwhile (another election already runs).
+        Ok(accepted.is_ok())
+    }
+
+    /// Turns this replica's election timeout on or off (on by default). Off, it never campaigns
+    /// by itself; [`Group::campaign`] and [`Group::take_over_from`] still work. Tests use it to
+    /// prove which path elected a leader.
+    #[doc(hidden)]
+    pub fn set_timeout_elections(&self, enabled: bool) {
+        self.raft.runtime_config().elect(enabled);
+    }
+
     /// When this replica is the group's only voter, becomes leader now instead of after an
     /// election timeout (nobody else can win; matters on restart of single-replica groups).
     pub async fn campaign_if_sole_voter(&self) -> Result<(), GroupError> {
@@ -435,9 +479,28 @@ impl<M: Machine> Group<M> {
         metrics.current_leader
     }
 
+    /// Waits until the group knows a leader other than `lost` (or `timeout` passes).
+    pub async fn wait_for_leader_other_than(
+        &self,
+        lost: ReplicaId,
+        timeout: Duration,
+    ) -> Option<ReplicaId> {
+        let metrics = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.current_leader.is_some_and(|leader| leader != lost),
+                "a new leader known",
+            )
+            .await
+            .ok()?;
+        metrics.current_leader
+    }
+
     /// Proposes a command; returns once it is committed (durable on a majority) and applied here.
     pub async fn propose(&self, command: Command) -> Result<Proposed, ProposeError> {
         self.wake();
+        self.activity.served.store(true, Ordering::Relaxed);
         match self.raft.client_write(command).await {
             Ok(ClientWriteResponse { log_id, data, .. }) => Ok(Proposed {
                 index: log_id.index,
@@ -466,6 +529,7 @@ impl<M: Machine> Group<M> {
         policy: impl Into<LinearizerOption>,
     ) -> Result<u64, ProposeError> {
         self.wake();
+        self.activity.served.store(true, Ordering::Relaxed);
         match self.raft.ensure_linearizable(policy).await {
             Ok(read) => Ok(read.index()),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => {
@@ -540,6 +604,12 @@ impl<M: Machine> Group<M> {
     /// How long since this replica last proposed, read or was woken.
     pub fn idle_for(&self) -> Duration {
         self.activity.idle_for()
+    }
+
+    /// Whether this replica has proposed or served a read since it started (a group that
+    /// has not — new, or just restarted — can go to sleep as soon as it is replicated).
+    pub fn has_served(&self) -> bool {
+        self.activity.served.load(Ordering::Relaxed)
     }
 
     /// Whether this replica leads a group in which every member on a node outside `down_nodes`
@@ -635,15 +705,55 @@ impl<M: Machine> Group<M> {
             Ok(request) => request,
             Err(error) => return unavailable(format!("undecodable vote: {error}")),
         };
+        let takeover = request.leadership_transfer && !pre_vote;
+        let candidate_log = request.last_log_id.clone();
         let response = if pre_vote {
             self.raft.pre_vote(request).await
         } else {
             self.raft.vote(request).await
         };
         match response {
-            Ok(response) => wire::vote_response_to_pb(&response),
+            Ok(response) => {
+                // A candidate taking over from a lost leader was refused because this replica's
+                // log is newer (a quorum needs only one follower up to date, so the candidate
+                // liveness picked may lag): this replica must lead instead, and campaigns now
+                // rather than after its election timeout.
+                if takeover && !response.vote_granted && response.last_log_id > candidate_log {
+                    self.take_over_after_refusing();
+                }
+                wire::vote_response_to_pb(&response)
+            }
             Err(error) => unavailable(error.to_string()),
         }
+    }
+
+    fn take_over_after_refusing(&self) {
+        let Some(leader) = self.leader() else {
+            return;
+        };
+        let group = self.clone();
+        tokio::spawn(async move {
+            // The refused candidate holds the next term, so this replica's first campaign (at
+            // that same term) splits the vote; the next one, a term higher, wins it.
+            for wait in [50u64, 100, 200, 400].map(Duration::from_millis) {
+                match group.take_over_from(leader).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(error) => {
+                        tracing::warn!(group = group.id, %error, "could not campaign");
+                        return;
+                    }
+                }
+                if let Some(elected) = group.wait_for_leader_other_than(leader, wait).await {
+                    tracing::info!(
+                        group = group.id,
+                        elected,
+                        "campaigned: refused a takeover candidate with an older log"
+                    );
+                    return;
+                }
+            }
+        });
     }
 
     /// Serves a leadership transfer notice from the leader.
