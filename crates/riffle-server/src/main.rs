@@ -26,12 +26,6 @@ use crate::config::LogFormat;
 use crate::config::ServerArgs;
 use crate::config::ServerConfig;
 
-/// mimalloc instead of glibc's allocator: a node allocates per request and per record batch
-/// (BENCHMARKS.md, "Allocator", has the profiles and numbers before and after).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "riffle",
