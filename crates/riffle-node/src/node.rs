@@ -1967,29 +1967,39 @@ impl Node {
         }
         for node in went_down {
             tracing::warn!(node, "node is down");
-            self.wake_groups_on(node);
+            self.wake_groups_on(node, true);
             self.take_over_groups_led_on(node).await;
         }
         for node in came_back {
             tracing::info!(node, "node is back");
-            self.wake_groups_on(node);
+            self.wake_groups_on(node, false);
         }
     }
 
-    /// A node went down (groups it led must elect a new leader) or came back (it must catch
-    /// up): every local group with a replica there wakes up.
-    fn wake_groups_on(&self, node: u64) {
+    /// A node went down (groups it led must elect a new leader: they wake) or came back (it
+    /// must catch up: every local group with a replica there wakes). Groups that only had a
+    /// follower on a node that went down stay asleep: waking thousands of groups at once is
+    /// what overloads the survivors.
+    fn wake_groups_on(&self, node: u64, went_down: bool) {
         let Ok(shards) = self.shards.read() else {
             return;
         };
         for replica in shards.values() {
             let group = replica.group();
-            if group.is_hibernating()
-                && group
-                    .members()
-                    .iter()
-                    .any(|(_, member)| member.node == node)
-            {
+            if !group.is_hibernating() {
+                continue;
+            }
+            let members = group.members();
+            let affected = if went_down {
+                group.leader().is_some_and(|leader| {
+                    members
+                        .iter()
+                        .any(|(id, member)| *id == leader && member.node == node)
+                })
+            } else {
+                members.iter().any(|(_, member)| member.node == node)
+            };
+            if affected {
                 group.wake();
             }
         }

@@ -234,6 +234,9 @@ struct Activity {
     last_active_ms: AtomicU64,
     /// Whether this replica has proposed or served a read barrier since it started.
     served: AtomicBool,
+    /// When this replica last received AppendEntries (a heartbeat included), ms since `epoch`;
+    /// `u64::MAX` if never.
+    last_append_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -241,6 +244,19 @@ impl Activity {
     fn touch(&self) {
         self.last_active_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn mark_append(&self) {
+        self.last_append_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether AppendEntries arrived within `window`.
+    fn appended_within(&self, window: Duration) -> bool {
+        let last = self.last_append_ms.load(Ordering::Relaxed);
+        last != u64::MAX
+            && (self.epoch.elapsed().as_millis() as u64).saturating_sub(last)
+                < window.as_millis() as u64
     }
 
     fn idle_for(&self) -> Duration {
@@ -288,6 +304,7 @@ impl<M: Machine> Group<M> {
             hibernating: AtomicBool::new(false),
             last_active_ms: AtomicU64::new(0),
             served: AtomicBool::new(false),
+            last_append_ms: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
         });
         let server_metrics = raft.server_metrics();
@@ -416,15 +433,22 @@ impl<M: Machine> Group<M> {
     /// leader change (a live leader that lost its followers' votes steps down on its next
     /// heartbeat). Returns whether the election was started: not when this replica leads, or
     /// knows a leader other than the lost `leader` (someone already took over).
+    ///
+    /// Not while the leader is evidently alive: AppendEntries (heartbeats go out every 250 ms
+    /// while a group is awake) arrived within the last 750 ms. Liveness may call an overloaded
+    /// node down whose groups still replicate; deposing their leaders would only add load.
     pub async fn take_over_from(&self, leader: ReplicaId) -> Result<bool, GroupError> {
-        self.wake();
         let metrics = self.raft.metrics().borrow_watched().clone();
         let leaderless = metrics
             .current_leader
             .is_none_or(|current| current == leader);
-        if !leaderless || leader == self.replica {
+        if !leaderless
+            || leader == self.replica
+            || self.activity.appended_within(Duration::from_millis(750))
+        {
             return Ok(false);
         }
+        self.wake();
         let request =
             openraft::raft::TransferLeaderRequest::new(metrics.vote.clone(), self.replica, None);
         let accepted = self
@@ -680,6 +704,7 @@ impl<M: Machine> Group<M> {
         request: pb::AppendEntriesRequest,
     ) -> pb::AppendEntriesResponse {
         self.wake();
+        self.activity.mark_append();
         let unavailable = |reason: String| pb::AppendEntriesResponse {
             result: Some(pb::append_entries_response::Result::Unavailable(reason)),
         };
