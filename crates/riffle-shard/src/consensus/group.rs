@@ -449,8 +449,7 @@ impl<M: Machine> Group<M> {
             return Ok(false);
         }
         self.wake();
-        let request =
-            openraft::raft::TransferLeaderRequest::new(metrics.vote.clone(), self.replica, None);
+        let request = openraft::raft::TransferLeaderRequest::new(metrics.vote, self.replica, None);
         let accepted = self
             .raft
             .handle_transfer_leader(request)
@@ -731,7 +730,7 @@ impl<M: Machine> Group<M> {
             Err(error) => return unavailable(format!("undecodable vote: {error}")),
         };
         let takeover = request.leadership_transfer && !pre_vote;
-        let candidate_log = request.last_log_id.clone();
+        let candidate_log = request.last_log_id;
         let response = if pre_vote {
             self.raft.pre_vote(request).await
         } else {
