@@ -1588,9 +1588,14 @@ impl Node {
                     leader_node: leader.map(|(_, node)| node.node).unwrap_or(0),
                 })
             }
+            // The group stopped (its node shuts down) possibly after the entry was appended and
+            // replicated: the new leader may commit it. Routing the write elsewhere could store
+            // it twice (seen as a reordered record in sim_cluster crash_and_restart), so the
+            // outcome is reported unknown and the client decides.
             Err(AppendError::Propose(ProposeError::Stopped(reason))) => {
-                tracing::debug!(group = request.group, %reason, "shard group stopped while appending");
-                R::NotLeader(pb::NotLeader { leader_node: 0 })
+                R::Error(kinesis_error_to_pb(&KinesisError::internal(format!(
+                    "write outcome unknown: the shard group stopped ({reason})"
+                ))))
             }
             Err(AppendError::Propose(ProposeError::Ambiguous(reason))) => {
                 R::Error(kinesis_error_to_pb(&KinesisError::internal(format!(
