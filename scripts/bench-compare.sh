@@ -75,7 +75,10 @@ start_nats() { # $1: extra jetstream settings
 server_name: n$n
 listen: 127.0.0.1:1422$n
 http: 127.0.0.1:1822$n
-jetstream { store_dir: $work/nats/store$n $1 }
+jetstream {
+  store_dir: $work/nats/store$n
+  $1
+}
 cluster {
   name: bench
   listen: 127.0.0.1:1622$n
