@@ -1994,15 +1994,13 @@ impl Node {
             if !group.is_hibernating() {
                 continue;
             }
-            let members = group.members();
             let affected = if went_down {
-                group.leader().is_some_and(|leader| {
-                    members
-                        .iter()
-                        .any(|(id, member)| *id == leader && member.node == node)
-                })
+                leader_on(group, node).is_some()
             } else {
-                members.iter().any(|(_, member)| member.node == node)
+                group
+                    .members()
+                    .iter()
+                    .any(|(_, member)| member.node == node)
             };
             if affected {
                 group.wake();
@@ -2026,23 +2024,19 @@ impl Node {
                 .values()
                 .filter_map(|replica| {
                     let group = replica.group();
+                    let leader = leader_on(group, node)?;
                     let members = group.members();
-                    let node_of = |id: u64| {
+                    let up = |voter: &u64| {
                         members
                             .iter()
-                            .find(|(member, _)| *member == id)
-                            .map(|(_, at)| at.node)
+                            .any(|(id, at)| id == voter && !down.contains(&at.node))
                     };
-                    let leader = group.leader()?;
-                    if node_of(leader) != Some(node) {
-                        return None;
-                    }
                     // Voters are a BTreeSet: in replica id order.
                     let rank = group
                         .membership()
                         .voters
                         .into_iter()
-                        .filter(|voter| node_of(*voter).is_some_and(|at| !down.contains(&at)))
+                        .filter(up)
                         .position(|voter| voter == group.replica())?;
                     Some((replica.clone(), leader, rank))
                 })
@@ -2302,6 +2296,16 @@ async fn run_hibernation(node: Arc<Node>) {
             _ = tick.tick() => node.hibernate_quiet_groups().await,
         }
     }
+}
+
+/// The group's current leader, if it is a replica on `node`.
+fn leader_on(group: &Group<ShardMachine>, node: u64) -> Option<u64> {
+    let leader = group.leader()?;
+    group
+        .members()
+        .iter()
+        .any(|(id, member)| *id == leader && member.node == node)
+        .then_some(leader)
 }
 
 fn encode_hex(bytes: &[u8]) -> String {
