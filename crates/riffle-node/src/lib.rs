@@ -6,6 +6,7 @@
 //! in-process network that can drop, delay, partition and isolate in tests ([`sim`]). This
 //! layer does not speak the Kinesis wire protocol (that is `riffle-api`).
 
+pub mod beacon;
 pub mod follow;
 pub mod grpc;
 pub mod node;

@@ -50,6 +50,7 @@ use riffle_types::seqnum::Position;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::beacon::Beacon;
 use crate::peer::PeerClient;
 use crate::peer::PeerError;
 use crate::peer::PeerForwarder;
@@ -209,6 +210,9 @@ pub struct Node {
     shard_options: GroupOptions,
     token_key: RwLock<Option<TokenKey>>,
     health: RwLock<HashMap<u64, PeerHealth>>,
+    /// UDP pings answered outside the runtime (see [`crate::beacon`]); without it (tests on the
+    /// in-process network) only the peer-protocol pings tell liveness.
+    beacon: OnceLock<Arc<Beacon>>,
     /// Which node leads each shard group, as last learned (hints, answers, the control state).
     leader_cache: RwLock<HashMap<u64, u64>>,
     /// The local groups this node leads, as pings report them.
@@ -259,6 +263,7 @@ impl Node {
             shard_options,
             token_key: RwLock::new(None),
             health: RwLock::new(HashMap::new()),
+            beacon: OnceLock::new(),
             leader_cache: RwLock::new(HashMap::new()),
             leading: RwLock::new(Vec::new()),
             leading_groups: Mutex::new(HashMap::new()),
@@ -271,6 +276,11 @@ impl Node {
             subscriptions: Default::default(),
             tasks: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Lets liveness also count the answers of a [`Beacon`] (call before [`Node::start`]).
+    pub fn attach_beacon(&self, beacon: Arc<Beacon>) {
+        let _ = self.beacon.set(beacon);
     }
 
     /// Starts the node: the metadata replica first (bootstrapping the cluster from the
@@ -415,6 +425,9 @@ impl Node {
     /// Stops the background tasks and every group. Storage stays as it is.
     pub async fn shutdown(&self) {
         self.stop.send_replace(true);
+        if let Some(beacon) = self.beacon.get() {
+            beacon.stop();
+        }
         let tasks: Vec<JoinHandle<()>> = self
             .tasks
             .lock()
@@ -1925,9 +1938,39 @@ impl Node {
         nodes
     }
 
+    /// Peer addresses of the other nodes, as the configuration and the control state give them.
+    fn peer_targets(&self, nodes: &[u64]) -> Vec<(u64, String)> {
+        let state = self.control.get().map(|control| control.state());
+        nodes
+            .iter()
+            .filter_map(|node| {
+                let registered = state
+                    .as_ref()
+                    .and_then(|state| state.nodes.get(node))
+                    .map(|info| info.peer_addr.clone())
+                    .filter(|address| !address.is_empty());
+                let configured = || {
+                    self.config
+                        .peers
+                        .iter()
+                        .find(|(id, _)| id == node)
+                        .map(|(_, address)| address.clone())
+                };
+                Some((*node, registered.or_else(configured)?))
+            })
+            .collect()
+    }
+
+    /// One liveness round: pings every other node through the peer protocol (the answer says
+    /// which groups it leads) and counts a node as answering if either that ping or the beacon
+    /// heard from it. A node heard from by neither for `node_down_after` is down.
     async fn ping_all(self: &Arc<Self>) {
         let Some(peers) = &self.peers else { return };
         let nodes = self.other_nodes();
+        let beacon = self.beacon.get();
+        if let Some(beacon) = beacon {
+            beacon.set_targets(self.peer_targets(&nodes));
+        }
         let pings = nodes.iter().map(|node| {
             let call = peers.ping(
                 *node,
@@ -1949,18 +1992,24 @@ impl Node {
         if let Ok(mut health) = self.health.write() {
             for (node, result) in results {
                 let entry = health.entry(node).or_default();
+                let was_heard = entry.last_ok.is_some();
                 if let Ok(Ok(response)) = result {
-                    if !entry.alive && entry.last_ok.is_some() {
-                        came_back.push(node);
-                    }
                     entry.last_ok = Some(now);
-                    entry.alive = true;
                     entry.leading = response.leading;
-                    continue;
+                }
+                if let Some(heard) = beacon.and_then(|beacon| beacon.last_heard(node)) {
+                    entry.last_ok = entry.last_ok.max(Some(heard));
                 }
                 // Give nodes a grace period at startup before calling them down.
                 let since = entry.last_ok.unwrap_or(self.started_at);
-                let down = now.duration_since(since) >= self.config.node_down_after;
+                let down = now.saturating_duration_since(since) >= self.config.node_down_after;
+                if !down && entry.last_ok.is_some() {
+                    if !entry.alive && was_heard {
+                        came_back.push(node);
+                    }
+                    entry.alive = true;
+                    continue;
+                }
                 if down && entry.alive {
                     went_down.push(node);
                 }

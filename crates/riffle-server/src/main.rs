@@ -15,6 +15,7 @@ use clap::Subcommand;
 use riffle_api::Api;
 use riffle_node::Node;
 use riffle_node::NodeConfig;
+use riffle_node::beacon::Beacon;
 use riffle_node::grpc::GrpcPeers;
 use riffle_node::peer::PeerClient;
 use riffle_storage::DiskOptions;
@@ -221,6 +222,17 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .as_ref()
         .map(|_| GrpcPeers::new(&known) as Arc<dyn PeerClient>);
     let node = Node::new(node_config, storage.clone(), peers);
+    // Liveness pings answered on threads of their own (riffle_node::beacon), on the peer port
+    // number over UDP. Without it liveness falls back to the peer-protocol pings alone.
+    if let Some(listener) = &peer_listener {
+        let address = listener.local_addr()?;
+        match Beacon::start(config.node_id, address) {
+            Ok(beacon) => node.attach_beacon(beacon),
+            Err(error) => {
+                tracing::warn!(%error, %address, "no liveness beacon (UDP); pings use the peer protocol only")
+            }
+        }
+    }
 
     // The peer service runs before the node starts: other nodes must reach this one while the
     // metadata group elects its leader.
