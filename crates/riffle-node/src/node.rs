@@ -1054,8 +1054,25 @@ impl Node {
     /// leader (replica moves through membership changes, handing leadership to the preferred
     /// node).
     async fn drive_led_shards(&self, state: &ControlState) {
+        // Visiting every shard's replica each second is most of an idle node's work with
+        // thousands of shards. A sleeping group needs a visit only for a move, or to hand its
+        // leadership to another preferred node: only awake groups can have a membership to
+        // tidy (membership changes need a leader at work).
+        let awake: HashSet<u64> = self.awake.snapshot().into_iter().collect();
+        let led: HashSet<u64> = self
+            .leading_groups
+            .lock()
+            .map(|groups| groups.keys().copied().collect())
+            .unwrap_or_default();
+        let me = Some(self.config.node_id);
         for stream in state.streams.values() {
             for shard in &stream.shards {
+                let visit = shard.moving.is_some()
+                    || awake.contains(&shard.group)
+                    || (led.contains(&shard.group) && shard.preferred_node() != me);
+                if !visit {
+                    continue;
+                }
                 let Some(replica) = self.local_shard(shard.group) else {
                     continue;
                 };
@@ -1782,7 +1799,8 @@ impl Node {
         let Ok(mut groups) = self.leading_groups.lock() else {
             return;
         };
-        for group in self.awake.snapshot() {
+        let awake: HashSet<u64> = self.awake.snapshot().into_iter().collect();
+        for &group in &awake {
             match self.local_shard(group) {
                 Some(replica) if replica.group().is_leader() => {
                     let id = replica.group().replica();
@@ -1799,7 +1817,13 @@ impl Node {
         }
         let mut leading: Vec<pb::LeaderOf> = Vec::with_capacity(groups.len() + 1);
         for (group, led) in groups.iter_mut() {
-            if let Some(replica) = self.local_shard(*group) {
+            // A sleeping group takes no writes (a write wakes it first): once its rates have
+            // decayed to nothing there is nothing to sample, and visiting thousands of them
+            // every second is most of an idle node's work.
+            let settled = led.bytes_per_sec < 0.5 && led.records_per_sec < 0.5;
+            if (awake.contains(group) || !settled)
+                && let Some(replica) = self.local_shard(*group)
+            {
                 led.sample(replica.meter().totals());
             }
             leading.push(pb::LeaderOf {
