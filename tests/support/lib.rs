@@ -174,6 +174,21 @@ impl Drop for RiffleProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A failing test's nodes live in a temporary directory that is about to go: show the
+        // end of each node's log with the failure (the test runner prints it).
+        if std::thread::panicking() {
+            const LINES: usize = 60;
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "--- last {LINES} lines of {} ---\n{tail}",
+                    self.log_path.display()
+                );
+            }
+        }
     }
 }
 
