@@ -1,5 +1,5 @@
-//! The liveness beacon: UDP pings between nodes, sent and answered by two OS threads of their
-//! own, outside the Tokio runtime that runs the Raft groups and the API.
+//! The liveness beacon: UDP pings between nodes, sent and answered by OS threads of their own,
+//! outside the Tokio runtime that runs the Raft groups and the API.
 //!
 //! Liveness must tell a dead or cut-off node from a busy one. The gRPC pings run on the node's
 //! runtime; when two cores carry three nodes creating thousands of groups, a ping waits behind
@@ -38,7 +38,9 @@ const RESOLVE_EVERY: Duration = Duration::from_secs(5);
 /// How often the threads look at the stop flag while nothing arrives.
 const POLL: Duration = Duration::from_millis(100);
 
-/// A running beacon. Dropping the last handle does not stop it; [`Beacon::stop`] does.
+/// A running beacon: one thread answers (pings) and listens (pongs), one sends the pings, one
+/// looks peer names up (a lookup that hangs must not hold the pings to every other node).
+/// Dropping the last handle does not stop it; [`Beacon::stop`] does.
 pub struct Beacon {
     node_id: u64,
     socket: UdpSocket,
@@ -46,6 +48,8 @@ pub struct Beacon {
     heard: Mutex<HashMap<u64, Instant>>,
     /// Where each other node is pinged (its peer address, `host:port`).
     targets: Mutex<Vec<(u64, String)>>,
+    /// The socket address each target address was last resolved to.
+    resolved: Mutex<HashMap<String, SocketAddr>>,
     stopped: AtomicBool,
 }
 
@@ -59,6 +63,7 @@ impl Beacon {
             socket,
             heard: Mutex::new(HashMap::new()),
             targets: Mutex::new(Vec::new()),
+            resolved: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
         });
         let answering = beacon.clone();
@@ -69,6 +74,10 @@ impl Beacon {
         std::thread::Builder::new()
             .name("riffle-beacon-tx".into())
             .spawn(move || sending.send())?;
+        let resolving = beacon.clone();
+        std::thread::Builder::new()
+            .name("riffle-beacon-dns".into())
+            .spawn(move || resolving.resolve())?;
         Ok(beacon)
     }
 
@@ -142,9 +151,8 @@ impl Beacon {
         }
     }
 
-    /// Pings every target every [`INTERVAL`] until stopped.
+    /// Pings every resolved target every [`INTERVAL`] until stopped.
     fn send(&self) {
-        let mut resolved: HashMap<String, (Instant, Option<SocketAddr>)> = HashMap::new();
         let mut sequence = 0u64;
         while !self.is_stopped() {
             let round = Instant::now();
@@ -154,18 +162,13 @@ impl Beacon {
                 .lock()
                 .map(|targets| targets.clone())
                 .unwrap_or_default();
+            let resolved = self
+                .resolved
+                .lock()
+                .map(|resolved| resolved.clone())
+                .unwrap_or_default();
             for (node, address) in targets {
-                let fresh = resolved
-                    .get(&address)
-                    .is_some_and(|(at, _)| at.elapsed() < RESOLVE_EVERY);
-                if !fresh {
-                    let found = address
-                        .to_socket_addrs()
-                        .ok()
-                        .and_then(|mut found| found.next());
-                    resolved.insert(address.clone(), (Instant::now(), found));
-                }
-                let Some((_, Some(to))) = resolved.get(&address) else {
+                let Some(to) = resolved.get(&address) else {
                     continue;
                 };
                 let ping = Datagram {
@@ -177,6 +180,38 @@ impl Beacon {
                 let _ = self.socket.send_to(&ping.encode(), to);
             }
             std::thread::sleep(INTERVAL.saturating_sub(round.elapsed()));
+        }
+    }
+
+    /// Resolves each target address when it first appears and every [`RESOLVE_EVERY`] after,
+    /// until stopped. A failed lookup keeps the last address found.
+    fn resolve(&self) {
+        let mut looked_up: HashMap<String, Instant> = HashMap::new();
+        while !self.is_stopped() {
+            let targets = self
+                .targets
+                .lock()
+                .map(|targets| targets.clone())
+                .unwrap_or_default();
+            for (_, address) in targets {
+                let due = looked_up
+                    .get(&address)
+                    .is_none_or(|at| at.elapsed() >= RESOLVE_EVERY);
+                if !due {
+                    continue;
+                }
+                looked_up.insert(address.clone(), Instant::now());
+                let found = address
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut found| found.next());
+                if let Some(found) = found
+                    && let Ok(mut resolved) = self.resolved.lock()
+                {
+                    resolved.insert(address, found);
+                }
+            }
+            std::thread::sleep(INTERVAL);
         }
     }
 }
