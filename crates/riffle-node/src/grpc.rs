@@ -63,6 +63,9 @@ type PendingAppend = (
 const BATCHES_IN_FLIGHT: usize = 4;
 /// At most this many AppendEntries in one batch.
 const BATCH_LIMIT: usize = 256;
+/// An AppendEntries batch whose answer takes this long is logged (a write stall's trace: the
+/// follower's disk, its runtime or the network).
+const SLOW_BATCH: Duration = Duration::from_millis(250);
 
 /// gRPC client to every other node: addresses come from the configuration and the control
 /// state; channels are created on first use and reused. AppendEntries of all groups bound for
@@ -214,6 +217,8 @@ async fn send_batches(
         tokio::spawn(async move {
             let _permit = permit;
             let (requests, answers): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let entries = requests.len();
+            let started = std::time::Instant::now();
             let outcome = match client {
                 Ok(mut client) => client
                     .append_entries_batch(request(
@@ -225,6 +230,16 @@ async fn send_batches(
                     .map_err(|status| peer_error(node, status)),
                 Err(error) => Err(error),
             };
+            let took = started.elapsed();
+            if took >= SLOW_BATCH {
+                tracing::warn!(
+                    node,
+                    entries,
+                    took_ms = took.as_millis() as u64,
+                    ok = outcome.is_ok(),
+                    "slow AppendEntries batch"
+                );
+            }
             match outcome {
                 Ok(response) if response.responses.len() == answers.len() => {
                     for (answer, response) in answers.into_iter().zip(response.responses) {

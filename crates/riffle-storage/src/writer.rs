@@ -168,7 +168,9 @@ impl JournalWriter {
 
     fn sync(&mut self, stats: &Stats) -> io::Result<()> {
         if self.unsynced {
+            let started = Instant::now();
             self.file.sync_data()?;
+            warn_if_slow(started, "journal fdatasync");
             Stats::add(&stats.data_syncs, 1);
             self.unsynced = false;
         }
@@ -591,7 +593,9 @@ impl Writer {
     }
 
     fn flush_sled(&mut self) -> io::Result<()> {
+        let started = Instant::now();
         self.shared.db.flush().map_err(sled_io_error)?;
+        warn_if_slow(started, "sled flush");
         Stats::add(&self.shared.stats.sled_flushes, 1);
         self.sled_dirty = false;
         self.last_sled_flush = Instant::now();
@@ -909,5 +913,16 @@ fn fail_until_stopped(shared: &Shared) {
                 .wait(queue)
                 .unwrap_or_else(|error| error.into_inner());
         }
+    }
+}
+
+/// A disk operation slower than this is logged: every acknowledgement waits on it, so it shows
+/// up as a write stall (the usual cause is the disk or the host, not Riffle).
+const SLOW_DISK: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn warn_if_slow(started: Instant, what: &str) {
+    let took = started.elapsed();
+    if took >= SLOW_DISK {
+        tracing::warn!(took_ms = took.as_millis() as u64, "slow {what}");
     }
 }
