@@ -93,6 +93,13 @@ impl Beacon {
         }
     }
 
+    fn targets(&self) -> Vec<(u64, String)> {
+        self.targets
+            .lock()
+            .map(|targets| targets.clone())
+            .unwrap_or_default()
+    }
+
     /// When `node` last answered a ping, if it ever did.
     pub fn last_heard(&self, node: u64) -> Option<Instant> {
         self.heard.lock().ok()?.get(&node).copied()
@@ -157,11 +164,7 @@ impl Beacon {
         while !self.is_stopped() {
             let round = Instant::now();
             sequence += 1;
-            let targets = self
-                .targets
-                .lock()
-                .map(|targets| targets.clone())
-                .unwrap_or_default();
+            let targets = self.targets();
             let resolved = self
                 .resolved
                 .lock()
@@ -188,11 +191,7 @@ impl Beacon {
     fn resolve(&self) {
         let mut looked_up: HashMap<String, Instant> = HashMap::new();
         while !self.is_stopped() {
-            let targets = self
-                .targets
-                .lock()
-                .map(|targets| targets.clone())
-                .unwrap_or_default();
+            let targets = self.targets();
             for (_, address) in targets {
                 let due = looked_up
                     .get(&address)
