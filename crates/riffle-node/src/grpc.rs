@@ -108,10 +108,7 @@ impl GrpcPeers {
 
     fn client(&self, node: u64) -> Result<GrpcClient<Channel>, PeerError> {
         let address = self
-            .addresses
-            .read()
-            .ok()
-            .and_then(|addresses| addresses.get(&node).cloned())
+            .address_of(node)
             .ok_or_else(|| PeerError::Unreachable {
                 node,
                 reason: "address unknown".into(),
@@ -398,6 +395,10 @@ impl PeerClient for GrpcPeers {
 
     fn join(&self, node: u64, request: pb::JoinRequest) -> PeerResult<pb::JoinResponse> {
         unary!(self, node, join, request, FORWARD_TIMEOUT)
+    }
+
+    fn address_of(&self, node: u64) -> Option<String> {
+        self.addresses.read().ok()?.get(&node).cloned()
     }
 
     fn learn_addresses(&self, nodes: &[(u64, String)]) {

@@ -1962,29 +1962,6 @@ impl Node {
         nodes
     }
 
-    /// Peer addresses of the other nodes, as the configuration and the control state give them.
-    fn peer_targets(&self, nodes: &[u64]) -> Vec<(u64, String)> {
-        let state = self.control.get().map(|control| control.state());
-        nodes
-            .iter()
-            .filter_map(|node| {
-                let registered = state
-                    .as_ref()
-                    .and_then(|state| state.nodes.get(node))
-                    .map(|info| info.peer_addr.clone())
-                    .filter(|address| !address.is_empty());
-                let configured = || {
-                    self.config
-                        .peers
-                        .iter()
-                        .find(|(id, _)| id == node)
-                        .map(|(_, address)| address.clone())
-                };
-                Some((*node, registered.or_else(configured)?))
-            })
-            .collect()
-    }
-
     /// One liveness round: pings every other node through the peer protocol (the answer says
     /// which groups it leads) and counts a node as answering if either that ping or the beacon
     /// heard from it. A node heard from by neither for `node_down_after` is down.
@@ -1993,7 +1970,12 @@ impl Node {
         let nodes = self.other_nodes();
         let beacon = self.beacon.get();
         if let Some(beacon) = beacon {
-            beacon.set_targets(self.peer_targets(&nodes));
+            // The transport's address book (configured peers, then the control state).
+            let targets = nodes
+                .iter()
+                .filter_map(|node| Some((*node, peers.address_of(*node)?)))
+                .collect();
+            beacon.set_targets(targets);
         }
         let pings = nodes.iter().map(|node| {
             let call = peers.ping(

@@ -40,6 +40,11 @@ pub trait PeerClient: RaftClient {
     /// Learns where nodes are (from the control state). Transports that address nodes by
     /// network address keep this; others ignore it.
     fn learn_addresses(&self, _nodes: &[(u64, String)]) {}
+
+    /// Where `node` is reached, for transports that address nodes by network address.
+    fn address_of(&self, _node: u64) -> Option<String> {
+        None
+    }
 }
 
 /// A Kinesis error received from another node.
