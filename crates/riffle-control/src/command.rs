@@ -1458,3 +1458,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod wire_form;
