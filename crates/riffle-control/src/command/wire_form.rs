@@ -14,7 +14,7 @@ use crate::model::StreamMode;
 use crate::reshard::ReshardPlan;
 
 /// One command of every kind, with its JSON as the log holds it.
-fn every_command() -> Vec<(ControlCommand, &'static str)> {
+pub(super) fn every_command() -> Vec<(ControlCommand, &'static str)> {
     let lease = |command| ControlCommand::Lease(command);
     vec![
         (
