@@ -344,6 +344,20 @@ fn stream_mut<'a>(
         .ok_or_else(|| not_found(name, names))
 }
 
+/// The stream `name` if it is still the incarnation created at `created_ms`: a command about
+/// a stream deleted (and maybe re-created) since it was proposed finds nothing.
+fn incarnation<'a>(
+    state: &'a ControlState,
+    name: &str,
+    created_ms: u64,
+) -> Option<&'a StreamRecord> {
+    state
+        .streams
+        .get(name)
+        .map(|stream| &**stream)
+        .filter(|stream| stream.created_ms == created_ms)
+}
+
 fn incarnation_mut<'a>(
     state: &'a mut ControlState,
     name: &str,
@@ -354,6 +368,18 @@ fn incarnation_mut<'a>(
         .get_mut(name)
         .filter(|stream| stream.created_ms == created_ms)
         .map(Arc::make_mut)
+}
+
+/// Shard `index` of the incarnation of `name` created at `created_ms`, if both exist.
+fn incarnation_shard_mut<'a>(
+    state: &'a mut ControlState,
+    name: &str,
+    created_ms: u64,
+    index: u32,
+) -> Option<&'a mut ShardRecord> {
+    incarnation_mut(state, name, created_ms)?
+        .shards
+        .get_mut(index as usize)
 }
 
 fn require_status(
@@ -370,6 +396,14 @@ fn require_status(
         names.account,
         stream.status.as_str()
     )))
+}
+
+/// Whether a reshard is under way: a parent shard still waits for its seal.
+fn is_resharding(stream: &StreamRecord) -> bool {
+    stream
+        .shards
+        .iter()
+        .any(|shard| shard.state == ShardState::Closing)
 }
 
 /// Open shards across all streams (what counts against the shard limit).

@@ -7,7 +7,7 @@ use riffle_types::KinesisError;
 
 use super::ControlCommand;
 use super::ControlReply;
-use super::incarnation_mut;
+use super::incarnation_shard_mut;
 use super::misrouted;
 use crate::model::ControlState;
 use crate::model::ReplicaMove;
@@ -33,10 +33,7 @@ pub(super) fn apply(
                 return Ok(ControlReply::Unchanged);
             }
             let to_replica = state.next_replica.max(1);
-            let Some(stream) = incarnation_mut(state, &name, created_ms) else {
-                return Ok(ControlReply::Unchanged);
-            };
-            let Some(record) = stream.shards.get_mut(shard as usize) else {
+            let Some(record) = incarnation_shard_mut(state, &name, created_ms, shard) else {
                 return Ok(ControlReply::Unchanged);
             };
             let moving_ok = record.moving.is_none()
@@ -71,10 +68,7 @@ pub(super) fn apply(
             from_replica,
             to_replica,
         } => {
-            let Some(stream) = incarnation_mut(state, &name, created_ms) else {
-                return Ok(ControlReply::Unchanged);
-            };
-            let Some(record) = stream.shards.get_mut(shard as usize) else {
+            let Some(record) = incarnation_shard_mut(state, &name, created_ms, shard) else {
                 return Ok(ControlReply::Unchanged);
             };
             let matches = record.moving.as_ref().is_some_and(|moving| {
@@ -100,10 +94,7 @@ pub(super) fn apply(
             shard,
             to_replica,
         } => {
-            let Some(stream) = incarnation_mut(state, &name, created_ms) else {
-                return Ok(ControlReply::Unchanged);
-            };
-            let Some(record) = stream.shards.get_mut(shard as usize) else {
+            let Some(record) = incarnation_shard_mut(state, &name, created_ms, shard) else {
                 return Ok(ControlReply::Unchanged);
             };
             if record

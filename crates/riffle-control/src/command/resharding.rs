@@ -10,7 +10,9 @@ use super::ControlReply;
 use super::Names;
 use super::ShardSpec;
 use super::check_shard_limit;
-use super::incarnation_mut;
+use super::incarnation;
+use super::incarnation_shard_mut;
+use super::is_resharding;
 use super::misrouted;
 use super::new_shard;
 use super::open_shard_total;
@@ -149,18 +151,11 @@ pub(super) fn apply(
             shard_limit,
             avoid,
         } => {
-            let Some(stream) = state
-                .streams
-                .get(&name)
-                .filter(|stream| stream.created_ms == created_ms)
-            else {
+            let Some(stream) = incarnation(state, &name, created_ms) else {
                 return Ok(ControlReply::Unchanged);
             };
             let settled = matches!(stream.status, StreamStatus::Active | StreamStatus::Updating)
-                && !stream
-                    .shards
-                    .iter()
-                    .any(|shard| shard.state == ShardState::Closing);
+                && !is_resharding(stream);
             if !settled || plan.is_empty() {
                 return Ok(ControlReply::Unchanged);
             }
@@ -176,10 +171,7 @@ pub(super) fn apply(
             sealed_at,
             now_ms,
         } => {
-            let Some(stream) = incarnation_mut(state, &name, created_ms) else {
-                return Ok(ControlReply::Unchanged);
-            };
-            let Some(record) = stream.shards.get_mut(shard as usize) else {
+            let Some(record) = incarnation_shard_mut(state, &name, created_ms, shard) else {
                 return Ok(ControlReply::Unchanged);
             };
             if record.is_closed() {

@@ -14,13 +14,14 @@ use super::Names;
 use super::RetentionChange;
 use super::ShardSpec;
 use super::check_shard_limit;
+use super::incarnation;
 use super::incarnation_mut;
+use super::is_resharding;
 use super::misrouted;
 use super::new_shard;
 use super::require_status;
 use super::stream_mut;
 use crate::model::ControlState;
-use crate::model::ShardState;
 use crate::model::StreamRecord;
 use crate::model::StreamStatus;
 use crate::placement::Placer;
@@ -88,10 +89,7 @@ pub(super) fn apply(
             let Some(stream) = incarnation_mut(state, &name, created_ms) else {
                 return Ok(ControlReply::Unchanged);
             };
-            let busy = stream
-                .shards
-                .iter()
-                .any(|shard| shard.state == ShardState::Closing);
+            let busy = is_resharding(stream);
             let scaling = stream
                 .scaling_target
                 .is_some_and(|target| !reshard::is_uniform(stream, target));
@@ -117,9 +115,8 @@ pub(super) fn apply(
             Ok(ControlReply::Done)
         }
         ControlCommand::StreamDeleted { name, created_ms } => {
-            let deletable = state.streams.get(&name).is_some_and(|stream| {
-                stream.created_ms == created_ms && stream.status == StreamStatus::Deleting
-            });
+            let deletable = incarnation(state, &name, created_ms)
+                .is_some_and(|stream| stream.status == StreamStatus::Deleting);
             if !deletable {
                 return Ok(ControlReply::Unchanged);
             }
