@@ -77,20 +77,8 @@ pub(super) fn apply(
             now_ms,
             avoid,
         } => {
-            {
-                let stream = stream_ref(state, &name, &names)?;
-                check_reshardable(stream, &names)?;
-                let first = open_shard(stream, shard, &names)?;
-                let second = open_shard(stream, adjacent, &names)?;
-                if shard == adjacent || !first.range.is_adjacent(&second.range) {
-                    return Err(KinesisError::invalid_argument(format!(
-                        "Shards {} and {} in stream {name} under account {} are not an adjacent pair of shards eligible for merging",
-                        ShardId(shard),
-                        ShardId(adjacent),
-                        names.account
-                    )));
-                }
-            }
+            // `apply_reshard` checks that both shards are open and adjacent.
+            check_reshardable(stream_ref(state, &name, &names)?, &names)?;
             let plan = ReshardPlan {
                 splits: Vec::new(),
                 merges: vec![(shard, adjacent)],
@@ -110,13 +98,7 @@ pub(super) fn apply(
             shard_limit,
         } => {
             let stream = stream_ref(state, &name, &names)?;
-            if stream.mode == StreamMode::OnDemand {
-                return Err(KinesisError::validation(format!(
-                    "Request is invalid. Stream {name} under account {} is in On-Demand mode.",
-                    names.account
-                )));
-            }
-            require_status(stream, &names, &[StreamStatus::Active])?;
+            check_reshardable(stream, &names)?;
             let open = stream.open_shard_count() as u32;
             if target > open.saturating_mul(2) {
                 return Err(KinesisError::limit_exceeded(format!(
@@ -322,6 +304,9 @@ fn replication_of(state: &ControlState, name: &str) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use riffle_types::ErrorCode;
     use riffle_types::HashKey;
 
     use crate::command::ControlCommand;
@@ -331,6 +316,7 @@ mod tests {
     use crate::command::fixtures::create;
     use crate::model::ControlState;
     use crate::model::ShardState;
+    use crate::model::StreamMode;
     use crate::model::StreamStatus;
 
     #[test]
@@ -433,5 +419,73 @@ mod tests {
         assert_eq!((child.parent, child.adjacent_parent), (Some(1), Some(0)));
         assert_eq!(child.range.start.0, 0);
         assert_eq!(child.range.end, stream.shards[1].range.end);
+    }
+
+    /// Merges and UpdateShardCount are refused for an on-demand stream first, then for one
+    /// that is not ACTIVE, with AWS's messages.
+    #[test]
+    fn merge_and_update_shard_count_refuse_on_demand_then_inactive_streams() {
+        let mut state = cluster();
+        let merge = |state: &mut ControlState, name: &str| {
+            apply(
+                state,
+                ControlCommand::MergeShards {
+                    name: name.into(),
+                    shard: 0,
+                    adjacent: 1,
+                    now_ms: 3_000,
+                    avoid: Vec::new(),
+                },
+            )
+        };
+        let update = |state: &mut ControlState, name: &str| {
+            apply(
+                state,
+                ControlCommand::UpdateShardCount {
+                    name: name.into(),
+                    target: 4,
+                    now_ms: 3_000,
+                    shard_limit: 10,
+                },
+            )
+        };
+        create(&mut state, "p", 2).unwrap();
+        apply(
+            &mut state,
+            ControlCommand::CreateStream {
+                name: "o".into(),
+                shard_count: 2,
+                mode: StreamMode::OnDemand,
+                tags: BTreeMap::new(),
+                now_ms: 2_000,
+                shard_limit: 10,
+                replication_factor: 3,
+                avoid: Vec::new(),
+            },
+        )
+        .unwrap();
+        for error in [
+            merge(&mut state, "o").unwrap_err(),
+            update(&mut state, "o").unwrap_err(),
+        ] {
+            assert_eq!(error.code, ErrorCode::ValidationException);
+            assert_eq!(
+                error.message,
+                "Request is invalid. Stream o under account 000000000000 is in On-Demand mode."
+            );
+        }
+        for error in [
+            merge(&mut state, "p").unwrap_err(),
+            update(&mut state, "p").unwrap_err(),
+        ] {
+            assert_eq!(error.code, ErrorCode::ResourceInUseException);
+            assert_eq!(
+                error.message,
+                "Stream p under account 000000000000 not ACTIVE, instead in state CREATING"
+            );
+        }
+        activate(&mut state, "p");
+        update(&mut state, "p").unwrap();
+        assert_eq!(state.streams["p"].status, StreamStatus::Updating);
     }
 }
