@@ -6,6 +6,7 @@ use std::sync::Arc;
 use riffle_types::KinesisError;
 use riffle_types::limits;
 
+use super::ACTIVE_OR_UPDATING;
 use super::ControlCommand;
 use super::ControlReply;
 use super::Names;
@@ -15,7 +16,6 @@ use super::stream_mut;
 use crate::model::ConsumerRecord;
 use crate::model::ConsumerStatus;
 use crate::model::ControlState;
-use crate::model::StreamStatus;
 
 /// Applies a consumer command; [`super::apply`] routes only those here.
 pub(super) fn apply(
@@ -30,11 +30,7 @@ pub(super) fn apply(
             now_ms,
         } => {
             let record = stream_mut(state, &stream, &names)?;
-            require_status(
-                record,
-                &names,
-                &[StreamStatus::Active, StreamStatus::Updating],
-            )?;
+            require_status(record, &names, ACTIVE_OR_UPDATING)?;
             if record.consumers.contains_key(&name) {
                 return Err(KinesisError::in_use(format!(
                     "Consumer {name} under stream {stream} under account {} already exists.",

@@ -382,6 +382,10 @@ fn incarnation_shard_mut<'a>(
         .get_mut(index as usize)
 }
 
+/// The statuses in which a stream's tags and registered consumers may change: not while it
+/// is being created or deleted.
+const ACTIVE_OR_UPDATING: &[StreamStatus] = &[StreamStatus::Active, StreamStatus::Updating];
+
 fn require_status(
     stream: &StreamRecord,
     names: &Names,

@@ -8,6 +8,7 @@ use riffle_types::HashKeyRange;
 use riffle_types::KinesisError;
 use riffle_types::limits;
 
+use super::ACTIVE_OR_UPDATING;
 use super::ControlCommand;
 use super::ControlReply;
 use super::Names;
@@ -125,11 +126,7 @@ pub(super) fn apply(
         }
         ControlCommand::AddTags { name, tags } => {
             let stream = stream_mut(state, &name, &names)?;
-            require_status(
-                stream,
-                &names,
-                &[StreamStatus::Active, StreamStatus::Updating],
-            )?;
+            require_status(stream, &names, ACTIVE_OR_UPDATING)?;
             let mut merged = stream.tags.clone();
             merged.extend(tags);
             if merged.len() > limits::MAX_TAGS_PER_STREAM {
@@ -144,11 +141,7 @@ pub(super) fn apply(
         }
         ControlCommand::RemoveTags { name, keys } => {
             let stream = stream_mut(state, &name, &names)?;
-            require_status(
-                stream,
-                &names,
-                &[StreamStatus::Active, StreamStatus::Updating],
-            )?;
+            require_status(stream, &names, ACTIVE_OR_UPDATING)?;
             for key in keys {
                 stream.tags.remove(&key);
             }
