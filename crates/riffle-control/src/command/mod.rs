@@ -490,7 +490,7 @@ fn new_shard(
     })
 }
 
-/// States built through the real commands, for the tests of every family.
+/// States built through the real commands, for the tests of every family and the scheduler's.
 #[cfg(test)]
 pub(crate) mod fixtures {
     use std::collections::BTreeMap;
@@ -504,7 +504,13 @@ pub(crate) mod fixtures {
     use crate::model::NodeRecord;
     use crate::model::StreamMode;
 
+    /// A cluster with one node, in `az-a`.
     pub(crate) fn cluster() -> ControlState {
+        cluster_of(&[(1, "az-a")])
+    }
+
+    /// A cluster with the given `(node id, AZ)` nodes.
+    pub(crate) fn cluster_of(nodes: &[(u64, &str)]) -> ControlState {
         let mut state = ControlState::default();
         apply(
             &mut state,
@@ -517,19 +523,21 @@ pub(crate) mod fixtures {
             },
         )
         .unwrap();
-        apply(
-            &mut state,
-            ControlCommand::RegisterNode {
-                node: NodeRecord {
-                    id: 1,
-                    peer_addr: "p".into(),
-                    api_addr: "a".into(),
-                    az: "az-a".into(),
-                    draining: false,
+        for (id, az) in nodes {
+            apply(
+                &mut state,
+                ControlCommand::RegisterNode {
+                    node: NodeRecord {
+                        id: *id,
+                        peer_addr: format!("p{id}"),
+                        api_addr: format!("a{id}"),
+                        az: (*az).to_string(),
+                        draining: false,
+                    },
                 },
-            },
-        )
-        .unwrap();
+            )
+            .unwrap();
+        }
         state
     }
 

@@ -4,44 +4,14 @@
 use super::*;
 use crate::command::ControlReply;
 use crate::command::apply;
+use crate::command::fixtures::cluster_of;
 use crate::model::NodeRecord;
 use crate::model::StreamMode;
 
 const NOW: u64 = 10_000_000;
 
-fn cluster(nodes: &[(u64, &str)]) -> ControlState {
-    let mut state = ControlState::default();
-    apply(
-        &mut state,
-        ControlCommand::InitCluster {
-            cluster_id: "c".into(),
-            token_key_hex: "00".repeat(32),
-            account: "000000000000".into(),
-            region: "us-east-1".into(),
-            now_ms: 1,
-        },
-    )
-    .unwrap();
-    for (id, az) in nodes {
-        apply(
-            &mut state,
-            ControlCommand::RegisterNode {
-                node: NodeRecord {
-                    id: *id,
-                    peer_addr: format!("p{id}"),
-                    api_addr: format!("a{id}"),
-                    az: (*az).to_string(),
-                    draining: false,
-                },
-            },
-        )
-        .unwrap();
-    }
-    state
-}
-
 fn three_azs() -> ControlState {
-    cluster(&[(1, "az-a"), (2, "az-b"), (3, "az-c")])
+    cluster_of(&[(1, "az-a"), (2, "az-b"), (3, "az-c")])
 }
 
 fn create(state: &mut ControlState, name: &str, shards: u32, mode: StreamMode) {
@@ -474,7 +444,7 @@ fn hot_and_cold_leaders_swap_to_even_the_load() {
 // --- Replica repair and balance -------------------------------------------------------------
 
 fn four_nodes() -> ControlState {
-    cluster(&[(1, "az-a"), (2, "az-b"), (3, "az-c"), (4, "az-a")])
+    cluster_of(&[(1, "az-a"), (2, "az-b"), (3, "az-c"), (4, "az-a")])
 }
 
 fn replicas_on(state: &ControlState, node: u64) -> usize {
@@ -512,7 +482,7 @@ fn finish_moves(state: &mut ControlState) {
 
 #[test]
 fn a_node_down_past_the_grace_period_is_rebuilt_in_its_az() {
-    let mut state = cluster(&[(1, "az-a"), (2, "az-b"), (3, "az-c")]);
+    let mut state = cluster_of(&[(1, "az-a"), (2, "az-b"), (3, "az-c")]);
     create(&mut state, "s", 6, StreamMode::Provisioned);
     apply(
         &mut state,
@@ -588,7 +558,7 @@ fn a_node_down_past_the_grace_period_is_rebuilt_in_its_az() {
 
 #[test]
 fn without_a_node_in_the_same_az_another_az_is_used() {
-    let mut state = cluster(&[(1, "az-a"), (2, "az-b"), (3, "az-c")]);
+    let mut state = cluster_of(&[(1, "az-a"), (2, "az-b"), (3, "az-c")]);
     create(&mut state, "s", 2, StreamMode::Provisioned);
     apply(
         &mut state,
@@ -620,7 +590,7 @@ fn without_a_node_in_the_same_az_another_az_is_used() {
 
 #[test]
 fn a_new_node_takes_replicas_until_balanced_within_az_rules() {
-    let mut state = cluster(&[(1, "az-a"), (2, "az-b"), (3, "az-c")]);
+    let mut state = cluster_of(&[(1, "az-a"), (2, "az-b"), (3, "az-c")]);
     create(&mut state, "s", 12, StreamMode::Provisioned);
     let commands = plan_leaders(&state, &observed(), &Policy::default());
     apply_all(&mut state, commands);
