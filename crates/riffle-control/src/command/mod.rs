@@ -297,7 +297,7 @@ fn misrouted(family: &str, command: &ControlCommand) -> KinesisError {
     ))
 }
 
-/// Account and region, for messages and ARNs.
+/// The account, for error messages.
 struct Names {
     account: String,
 }
@@ -451,6 +451,8 @@ struct ShardSpec {
     reason: String,
 }
 
+/// A new open shard: the next group id, replicas placed by `placer` with the next replica ids
+/// (neither is ever reused).
 fn new_shard(
     state: &mut ControlState,
     placer: &mut Placer,

@@ -202,7 +202,6 @@ pub(super) fn apply(
 
 #[cfg(test)]
 mod tests {
-
     use crate::command::ControlCommand;
     use crate::command::ControlReply;
     use crate::command::RetentionChange;
