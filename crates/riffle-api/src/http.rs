@@ -62,21 +62,12 @@ const X_AMZN_ERROR_TYPE: HeaderName = HeaderName::from_static("x-amzn-errortype"
 /// The Kinesis operations behind the front door.
 pub trait Service: Send + Sync + 'static {
     /// Handles one decoded Kinesis call. `operation` is the name after `Kinesis_20131202.`.
-    fn call(&self, call: Call) -> impl Future<Output = Result<Value, KinesisError>> + Send;
+    fn call(&self, call: Call) -> impl Future<Output = Result<Reply, KinesisError>> + Send;
 
-    /// Starts a SubscribeToShard: the stream of encoded event-stream messages to send (already
-    /// framed; the first is the `initial-response`), or the error to answer instead.
-    fn subscribe(
-        &self,
-        call: Call,
-    ) -> impl Future<Output = Result<EventBytes, KinesisError>> + Send {
-        let _ = call;
-        async {
-            Err(KinesisError::new(
-                ErrorCode::UnknownOperationException,
-                "SubscribeToShard is not served here",
-            ))
-        }
+    /// The span a request for `operation` (the name after `Kinesis_20131202.`, unvalidated)
+    /// runs in, from reading its body to its answer.
+    fn span(&self, operation: &str, request_id: &str) -> tracing::Span {
+        unknown_operation_span(operation, request_id)
     }
 
     /// Answers an administrative request (a `GET`, or a `POST` when `post`, to a path under
@@ -89,6 +80,20 @@ pub trait Service: Send + Sync + 'static {
         let _ = (post, path);
         async { None }
     }
+}
+
+/// A span for a request whose operation is not one the service names its spans after.
+pub fn unknown_operation_span(operation: &str, request_id: &str) -> tracing::Span {
+    tracing::info_span!("kinesis", op = %operation, request_id = %request_id)
+}
+
+/// What a call answers with.
+pub enum Reply {
+    /// The operation's output (sent in the request's format); [`Value::Null`] for none.
+    Document(Value),
+    /// SubscribeToShard: encoded event-stream messages as they are produced (already framed;
+    /// the first is the `initial-response`), sent as `application/vnd.amazon.eventstream`.
+    Events(EventBytes),
 }
 
 /// The body of a SubscribeToShard response: event-stream messages as they are produced.
@@ -236,17 +241,6 @@ async fn handle<S: Service>(
     stop: watch::Receiver<bool>,
 ) -> Response<ResponseBody> {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let subscribe = request.method() == Method::POST
-        && request
-            .headers()
-            .get(X_AMZ_TARGET)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|target| target == "Kinesis_20131202.SubscribeToShard");
-    if subscribe {
-        let mut response = subscribe_call(request, service.as_ref(), &request_id, peer, stop).await;
-        add_common_headers(response.headers_mut(), &request_id);
-        return response;
-    }
     let admin = request.uri().path().starts_with("/_riffle/")
         && (request.method() == Method::GET || request.method() == Method::POST);
     let mut response = if admin {
@@ -262,7 +256,9 @@ async fn handle<S: Service>(
             ),
         }
     } else if request.method() == Method::POST {
-        kinesis_call(request, service.as_ref(), &request_id, peer).await
+        let mut response = kinesis_call(request, service.as_ref(), &request_id, peer, stop).await;
+        add_common_headers(response.headers_mut(), &request_id);
+        return response;
     } else if request.method() == Method::GET
         && matches!(request.uri().path(), "/health" | "/healthz")
     {
@@ -284,86 +280,16 @@ async fn handle<S: Service>(
     response.map(|body| body.boxed_unsync())
 }
 
-/// SubscribeToShard: decoded like any call, answered with a stream of event-stream messages
-/// (`application/vnd.amazon.eventstream`, chunked on HTTP/1.1, DATA frames on HTTP/2).
-async fn subscribe_call<S: Service>(
+/// One Kinesis call: envelope checks, the body decoded, the service's answer in the request's
+/// format (a document, or for SubscribeToShard an event stream: chunked on HTTP/1.1, DATA
+/// frames on HTTP/2).
+async fn kinesis_call<S: Service>(
     request: Request<Incoming>,
     service: &S,
     request_id: &str,
     peer: Option<SocketAddr>,
     mut stop: watch::Receiver<bool>,
 ) -> Response<ResponseBody> {
-    let (parts, body) = request.into_parts();
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok());
-    let format = content_type.and_then(Format::from_content_type);
-    let reply_format = format.unwrap_or(Format::Json);
-    let body = match read_body(&parts.headers, body).await {
-        Ok(body) => body,
-        Err(_) => {
-            let error = KinesisError::serialization("could not read the request body");
-            return error_response(reply_format, StatusCode::BAD_REQUEST, &error)
-                .map(|body| body.boxed_unsync());
-        }
-    };
-    let started = Instant::now();
-    let result = match decode_call(
-        Some("SubscribeToShard".to_string()),
-        format,
-        content_type,
-        &body,
-    ) {
-        Ok((operation, input)) => {
-            service
-                .subscribe(Call {
-                    operation,
-                    format: reply_format,
-                    input,
-                    request_id: request_id.to_owned(),
-                    peer,
-                })
-                .await
-        }
-        Err(error) => Err(error),
-    };
-    match result {
-        Ok(events) => {
-            use futures_util::StreamExt as _;
-            // A subscription lasts up to 5 minutes; a stopping server ends it (the client
-            // resubscribes elsewhere) rather than waiting for it.
-            let stopping = async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            };
-            let body = http_body_util::StreamBody::new(
-                events
-                    .take_until(stopping)
-                    .map(|bytes| Ok::<_, Infallible>(hyper::body::Frame::data(bytes))),
-            );
-            let mut response = Response::new(body.boxed_unsync());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/vnd.amazon.eventstream"),
-            );
-            response
-        }
-        Err(error) => {
-            let status = StatusCode::from_u16(error.code.http_status())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let response = error_response(reply_format, status, &error);
-            log_outcome(&response, &error, started);
-            response.map(|body| body.boxed_unsync())
-        }
-    }
-}
-
-async fn kinesis_call<S: Service>(
-    request: Request<Incoming>,
-    service: &S,
-    request_id: &str,
-    peer: Option<SocketAddr>,
-) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
     let content_type = parts
         .headers
@@ -378,11 +304,10 @@ async fn kinesis_call<S: Service>(
         .and_then(|target| target.strip_prefix(TARGET_PREFIX))
         .filter(|operation| !operation.is_empty())
         .map(str::to_owned);
-    let span = tracing::info_span!(
-        "kinesis",
-        op = %operation.as_deref().unwrap_or("-"),
-        request_id = %request_id,
-    );
+    let span = match &operation {
+        Some(operation) => service.span(operation, request_id),
+        None => unknown_operation_span("-", request_id),
+    };
 
     async {
         let started = Instant::now();
@@ -394,7 +319,7 @@ async fn kinesis_call<S: Service>(
                 ));
                 let response = error_response(reply_format, StatusCode::PAYLOAD_TOO_LARGE, &error);
                 log_outcome(&response, &error, started);
-                return response;
+                return response.map(|body| body.boxed_unsync());
             }
             Err(BodyError::Read(error)) => Err(KinesisError::serialization(format!(
                 "could not read the request body: {error}"
@@ -419,20 +344,43 @@ async fn kinesis_call<S: Service>(
             Err(error) => Err(error),
         };
         match result {
-            Ok(output) => {
+            Ok(reply) => {
                 tracing::debug!(
                     status = 200,
                     elapsed_us = started.elapsed().as_micros() as u64,
                     "request succeeded"
                 );
-                success_response(reply_format, &output)
+                match reply {
+                    Reply::Document(output) => {
+                        success_response(reply_format, &output).map(|body| body.boxed_unsync())
+                    }
+                    Reply::Events(events) => {
+                        use futures_util::StreamExt as _;
+                        // A subscription lasts up to 5 minutes; a stopping server ends it (the
+                        // client resubscribes elsewhere) rather than waiting for it.
+                        let stopping = async move {
+                            let _ = stop.wait_for(|stop| *stop).await;
+                        };
+                        let body = http_body_util::StreamBody::new(
+                            events
+                                .take_until(stopping)
+                                .map(|bytes| Ok::<_, Infallible>(hyper::body::Frame::data(bytes))),
+                        );
+                        let mut response = Response::new(body.boxed_unsync());
+                        response.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/vnd.amazon.eventstream"),
+                        );
+                        response
+                    }
+                }
             }
             Err(error) => {
                 let status = StatusCode::from_u16(error.code.http_status())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let response = error_response(reply_format, status, &error);
                 log_outcome(&response, &error, started);
-                response
+                response.map(|body| body.boxed_unsync())
             }
         }
     }

@@ -1,14 +1,19 @@
 //! The Kinesis Data Streams API front end: the HTTP/1.1 + h2c listener, the JSON and CBOR
-//! codecs that turn requests into protocol-neutral documents and back, and the operations.
+//! codecs that turn requests into protocol-neutral documents and back, the typed requests, and
+//! the operations.
 //!
 //! This layer decodes, validates (with AWS's error types and messages) and maps errors; it holds
-//! no stream state of its own. Control operations become commands to the metadata group; data
-//! operations go to shard groups through the node.
+//! no stream state of its own. A request goes `http` (envelope, body) → `wire` (JSON or CBOR
+//! into a document) → `request` (a validated, typed [`Request`] that names its IAM action and
+//! resources) → `ops` (one handler module per operation family) → the node: control
+//! operations become commands to the metadata group, data operations go to shard groups.
 
 pub use riffle_types::eventstream;
 pub mod http;
 pub mod ops;
+pub mod request;
 pub mod wire;
 
 pub use ops::Api;
-pub use ops::Operation;
+pub use request::Operation;
+pub use request::Request;

@@ -18,7 +18,7 @@ use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use riffle_api::http::{Call, Service, serve};
+use riffle_api::http::{Call, Reply as ServiceReply, Service, serve};
 use riffle_api::wire::{self, Format, Map, Timestamp, Value};
 use riffle_types::KinesisError;
 use tokio::net::TcpListener;
@@ -41,7 +41,13 @@ struct Echo {
 }
 
 impl Service for Echo {
-    async fn call(&self, call: Call) -> Result<Value, KinesisError> {
+    async fn call(&self, call: Call) -> Result<ServiceReply, KinesisError> {
+        self.answer(call).await.map(ServiceReply::Document)
+    }
+}
+
+impl Echo {
+    async fn answer(&self, call: Call) -> Result<Value, KinesisError> {
         match call.operation.as_str() {
             "Fail" => Err(KinesisError::not_found(
                 "Stream missing under account 000000000000 not found.",

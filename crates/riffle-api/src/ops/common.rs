@@ -1,5 +1,5 @@
-//! Helpers every operation uses: identifying the stream, validating members with AWS's
-//! messages, and rendering shared shapes.
+//! Helpers the handlers share: finding streams and shards in the agreed state (with AWS's
+//! not-found messages), and rendering shared shapes.
 
 use std::sync::Arc;
 
@@ -9,135 +9,11 @@ use riffle_control::model::StreamRecord;
 use riffle_control::model::StreamStatus;
 use riffle_types::KinesisError;
 use riffle_types::ShardId;
-use riffle_types::StreamArn;
-use riffle_types::ValidationErrors;
-use riffle_types::is_valid_stream_name;
 
+use crate::request::Ctx;
 use crate::wire::Map;
 use crate::wire::Timestamp;
 use crate::wire::Value;
-
-/// Context an operation runs in.
-pub struct Ctx<'a> {
-    pub account: &'a str,
-    pub region: &'a str,
-    pub now_ms: u64,
-}
-
-impl Ctx<'_> {
-    pub fn stream_not_found(&self, name: &str) -> KinesisError {
-        KinesisError::not_found(format!(
-            "Stream {name} under account {} not found.",
-            self.account
-        ))
-    }
-
-    pub fn arn(&self, stream: &StreamRecord) -> String {
-        stream.arn(self.region, self.account)
-    }
-}
-
-/// Quotes a string value the way AWS validation messages do.
-pub fn quoted(text: &str) -> String {
-    format!("'{text}'")
-}
-
-/// Validates a stream name member (when present).
-pub fn check_stream_name(errors: &mut ValidationErrors, member: &str, name: Option<&str>) {
-    let Some(name) = name else { return };
-    if name.is_empty() {
-        errors.push(
-            &quoted(name),
-            member,
-            "Member must have length greater than or equal to 1",
-        );
-    } else if name.chars().count() > 128 {
-        errors.push(
-            &quoted(name),
-            member,
-            "Member must have length less than or equal to 128",
-        );
-    } else if !is_valid_stream_name(name) {
-        errors.push(
-            &quoted(name),
-            member,
-            "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
-        );
-    }
-}
-
-/// Validates a StreamARN member (when present).
-pub fn check_stream_arn(errors: &mut ValidationErrors, member: &str, arn: Option<&str>) {
-    let Some(arn) = arn else { return };
-    if arn.is_empty() || arn.len() > 2048 {
-        errors.push(
-            &quoted(arn),
-            member,
-            "Member must have length between 1 and 2048",
-        );
-    } else if StreamArn::parse(arn).is_none() {
-        errors.push(
-            &quoted(arn),
-            member,
-            "Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+",
-        );
-    }
-}
-
-/// The stream a request names by `StreamName`, `StreamARN` or both (which must agree).
-/// Returns the name; validation errors are added to `errors` and reported by the caller.
-pub fn stream_identity(
-    ctx: &Ctx<'_>,
-    input: &Map,
-    errors: &mut ValidationErrors,
-) -> Result<Option<String>, KinesisError> {
-    let name = input.string("StreamName")?;
-    let arn = input.string("StreamARN")?;
-    check_stream_name(errors, "streamName", name);
-    check_stream_arn(errors, "streamARN", arn);
-    if !errors.is_empty() {
-        return Ok(None);
-    }
-    let from_arn = match arn.and_then(StreamArn::parse) {
-        Some(parsed) => {
-            if parsed.account != ctx.account || parsed.region != ctx.region {
-                return Err(KinesisError::not_found(format!(
-                    "Stream {} under account {} not found.",
-                    parsed.stream_name, parsed.account
-                )));
-            }
-            Some(parsed.stream_name)
-        }
-        None => None,
-    };
-    match (name, from_arn) {
-        (Some(name), Some(from_arn)) if name != from_arn => {
-            Err(KinesisError::invalid_argument(format!(
-                "StreamARN {} does not match StreamName {name}.",
-                arn.unwrap_or_default()
-            )))
-        }
-        (Some(name), _) => Ok(Some(name.to_string())),
-        (None, Some(from_arn)) => Ok(Some(from_arn)),
-        (None, None) => Ok(None),
-    }
-}
-
-/// Like [`stream_identity`] but the stream is required.
-pub fn required_stream(
-    ctx: &Ctx<'_>,
-    input: &Map,
-    errors: &mut ValidationErrors,
-) -> Result<String, KinesisError> {
-    let name = stream_identity(ctx, input, errors)?;
-    match name {
-        Some(name) => Ok(name),
-        None if !errors.is_empty() => Ok(String::new()),
-        None => Err(KinesisError::invalid_argument(
-            "Either StreamName or StreamARN must be provided.",
-        )),
-    }
-}
 
 /// Looks a stream up in the agreed state.
 pub fn find_stream(
@@ -180,59 +56,6 @@ pub fn find_shard<'s>(
             ))
         })
 }
-
-/// Validates a shard id member's shape (pattern and length, as the model says).
-pub fn check_shard_id(
-    errors: &mut ValidationErrors,
-    member: &str,
-    shard_id: Option<&str>,
-    required: bool,
-) {
-    match shard_id {
-        None if required => errors.push("null", member, "Member must not be null"),
-        None => {}
-        Some(id) if id.is_empty() || id.len() > 128 => errors.push(
-            &quoted(id),
-            member,
-            "Member must have length between 1 and 128",
-        ),
-        Some(id) if !is_valid_stream_name(id) => errors.push(
-            &quoted(id),
-            member,
-            "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
-        ),
-        Some(_) => {}
-    }
-}
-
-/// An integer member within `[min, max]`, with AWS's messages.
-pub fn bounded_int(
-    errors: &mut ValidationErrors,
-    input: &Map,
-    key: &str,
-    member: &str,
-    min: i64,
-    max: i64,
-) -> Result<Option<i64>, KinesisError> {
-    let value = input.int(key)?;
-    if let Some(value) = value {
-        if value < min {
-            errors.push(
-                &value.to_string(),
-                member,
-                &format!("Member must have value greater than or equal to {min}"),
-            );
-        } else if value > max {
-            errors.push(
-                &value.to_string(),
-                member,
-                &format!("Member must have value less than or equal to {max}"),
-            );
-        }
-    }
-    Ok(value)
-}
-
 /// A shard as Kinesis describes it.
 pub fn shard_value(shard: &ShardRecord) -> Value {
     let mut range = Map::with_capacity(2);

@@ -22,10 +22,14 @@ use riffle_control::ControlReply;
 use riffle_control::leases::LeaseCommand;
 use riffle_control::leases::LeaseRecord;
 use riffle_types::KinesisError;
-use riffle_types::ValidationErrors;
 
 use super::Api;
-use super::common::Ctx;
+use crate::request::CheckpointInput;
+use crate::request::LeaseTableInput;
+use crate::request::ReleaseLeaseInput;
+use crate::request::RenewLeasesInput;
+use crate::request::SyncLeasesInput;
+use crate::request::TakeLeaseInput;
 use crate::wire::Map;
 use crate::wire::Value;
 
@@ -44,23 +48,6 @@ fn lease_value(lease: &LeaseRecord) -> Value {
     value.push("Counter", lease.counter as i64);
     value.push_some("Checkpoint", lease.checkpoint.clone());
     Value::Map(value)
-}
-
-/// Required string members, with the model's null message for each missing one.
-fn required<'m>(input: &'m Map, members: &[&str]) -> Result<Vec<&'m str>, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let mut values = Vec::with_capacity(members.len());
-    for member in members {
-        match input.string(member)? {
-            Some(value) if !value.is_empty() => values.push(value),
-            _ => {
-                errors.push("null", member, "Member must not be null");
-                values.push("");
-            }
-        }
-    }
-    errors.into_result()?;
-    Ok(values)
 }
 
 async fn propose(api: &Api, command: LeaseCommand) -> Result<ControlReply, KinesisError> {
@@ -101,108 +88,81 @@ fn leases_reply(reply: ControlReply, member: &str) -> Value {
     Value::Map(out)
 }
 
-pub async fn sync_leases(api: &Api, _ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let values = required(input, &["ApplicationName", "StreamName"])?;
-    let (app, stream) = (values[0].to_string(), values[1].to_string());
+pub async fn sync_leases(api: &Api, input: SyncLeasesInput) -> Result<Value, KinesisError> {
     propose(
         api,
         LeaseCommand::Sync {
-            app: app.clone(),
-            stream,
+            app: input.application.clone(),
+            stream: input.stream,
         },
     )
     .await?;
-    list(api, &app).await
+    list(api, &input.application).await
 }
 
-pub async fn list_leases(api: &Api, _ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let values = required(input, &["ApplicationName"])?;
-    list(api, values[0]).await
+pub async fn list_leases(api: &Api, input: LeaseTableInput) -> Result<Value, KinesisError> {
+    list(api, &input.application).await
 }
 
-pub async fn take_lease(api: &Api, _ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let values = required(input, &["ApplicationName", "ShardId", "Owner"])?;
-    let counter = input
-        .int("Counter")?
-        .ok_or_else(|| KinesisError::validation("Counter must not be null"))?;
+pub async fn take_lease(api: &Api, input: TakeLeaseInput) -> Result<Value, KinesisError> {
     let reply = propose(
         api,
         LeaseCommand::Take {
-            app: values[0].to_string(),
-            shard_id: values[1].to_string(),
-            owner: values[2].to_string(),
-            counter: counter.max(0) as u64,
+            app: input.application,
+            shard_id: input.shard_id,
+            owner: input.owner,
+            counter: input.counter,
         },
     )
     .await?;
     Ok(leases_reply(reply, "Lease"))
 }
 
-pub async fn renew_leases(api: &Api, _ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let values = required(input, &["ApplicationName", "Owner"])?;
-    let mut leases = Vec::new();
-    for lease in input.array("Leases")?.unwrap_or_default() {
-        let lease = lease
-            .as_map()
-            .ok_or_else(|| KinesisError::validation("Leases must hold objects"))?;
-        let (Some(shard_id), Some(counter)) = (lease.string("ShardId")?, lease.int("Counter")?)
-        else {
-            return Err(KinesisError::validation(
-                "each of Leases needs ShardId and Counter",
-            ));
-        };
-        leases.push((shard_id.to_string(), counter.max(0) as u64));
-    }
+pub async fn renew_leases(api: &Api, input: RenewLeasesInput) -> Result<Value, KinesisError> {
     let reply = propose(
         api,
         LeaseCommand::Renew {
-            app: values[0].to_string(),
-            owner: values[1].to_string(),
-            leases,
+            app: input.application,
+            owner: input.owner,
+            leases: input.leases,
         },
     )
     .await?;
     Ok(leases_reply(reply, "Leases"))
 }
 
-pub async fn checkpoint(api: &Api, _ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let values = required(
-        input,
-        &["ApplicationName", "ShardId", "Owner", "Checkpoint"],
-    )?;
+pub async fn checkpoint(api: &Api, input: CheckpointInput) -> Result<Value, KinesisError> {
     propose(
         api,
         LeaseCommand::Checkpoint {
-            app: values[0].to_string(),
-            shard_id: values[1].to_string(),
-            owner: values[2].to_string(),
-            checkpoint: values[3].to_string(),
+            app: input.application,
+            shard_id: input.shard_id,
+            owner: input.owner,
+            checkpoint: input.checkpoint,
         },
     )
     .await?;
     Ok(Value::Map(Map::new()))
 }
 
-pub async fn release_lease(api: &Api, _ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let values = required(input, &["ApplicationName", "ShardId", "Owner"])?;
+pub async fn release_lease(api: &Api, input: ReleaseLeaseInput) -> Result<Value, KinesisError> {
     propose(
         api,
         LeaseCommand::Release {
-            app: values[0].to_string(),
-            shard_id: values[1].to_string(),
-            owner: values[2].to_string(),
+            app: input.application,
+            shard_id: input.shard_id,
+            owner: input.owner,
         },
     )
     .await?;
     Ok(Value::Map(Map::new()))
 }
 
-pub async fn delete_leases(api: &Api, _ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let values = required(input, &["ApplicationName"])?;
+pub async fn delete_leases(api: &Api, input: LeaseTableInput) -> Result<Value, KinesisError> {
     propose(
         api,
         LeaseCommand::Delete {
-            app: values[0].to_string(),
+            app: input.application,
         },
     )
     .await?;

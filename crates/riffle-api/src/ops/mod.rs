@@ -1,6 +1,6 @@
-//! Kinesis operations: the typed [`Operation`] enum parsed from the target header, and one
-//! handler module per operation family. Handlers validate input with AWS's messages, then act
-//! through the node (control commands to the metadata group, data to shard groups).
+//! The handlers: one module per operation family. A handler takes its operation's typed input
+//! (decoded and validated by [`crate::request`]) and acts through the node: control commands
+//! to the metadata group, data to shard groups.
 
 mod common;
 mod consumers;
@@ -21,138 +21,17 @@ use riffle_control::command::RetentionChange;
 use riffle_node::Node;
 use riffle_types::ErrorCode;
 use riffle_types::KinesisError;
-use riffle_types::TokenError;
-use riffle_types::TokenKey;
 
 use http::StatusCode;
 
 use crate::http::Call;
+use crate::http::Reply;
 use crate::http::Service;
+use crate::request::Ctx;
+use crate::request::Operation;
+use crate::request::Request;
+use crate::wire::Format;
 use crate::wire::Value;
-use crate::wire::fields;
-
-/// Every operation Riffle serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operation {
-    CreateStream,
-    DeleteStream,
-    DescribeStream,
-    DescribeStreamSummary,
-    ListStreams,
-    ListShards,
-    SplitShard,
-    MergeShards,
-    PutRecord,
-    PutRecords,
-    GetShardIterator,
-    GetRecords,
-    IncreaseStreamRetentionPeriod,
-    DecreaseStreamRetentionPeriod,
-    AddTagsToStream,
-    RemoveTagsFromStream,
-    ListTagsForStream,
-    TagResource,
-    UntagResource,
-    ListTagsForResource,
-    DescribeLimits,
-    UpdateShardCount,
-    UpdateStreamMode,
-    RegisterStreamConsumer,
-    DescribeStreamConsumer,
-    ListStreamConsumers,
-    DeregisterStreamConsumer,
-    RiffleSyncLeases,
-    RiffleListLeases,
-    RiffleTakeLease,
-    RiffleRenewLeases,
-    RiffleCheckpoint,
-    RiffleReleaseLease,
-    RiffleDeleteLeases,
-}
-
-impl Operation {
-    const ALL: [Operation; 34] = [
-        Operation::CreateStream,
-        Operation::DeleteStream,
-        Operation::DescribeStream,
-        Operation::DescribeStreamSummary,
-        Operation::ListStreams,
-        Operation::ListShards,
-        Operation::SplitShard,
-        Operation::MergeShards,
-        Operation::PutRecord,
-        Operation::PutRecords,
-        Operation::GetShardIterator,
-        Operation::GetRecords,
-        Operation::IncreaseStreamRetentionPeriod,
-        Operation::DecreaseStreamRetentionPeriod,
-        Operation::AddTagsToStream,
-        Operation::RemoveTagsFromStream,
-        Operation::ListTagsForStream,
-        Operation::TagResource,
-        Operation::UntagResource,
-        Operation::ListTagsForResource,
-        Operation::DescribeLimits,
-        Operation::UpdateShardCount,
-        Operation::UpdateStreamMode,
-        Operation::RegisterStreamConsumer,
-        Operation::DescribeStreamConsumer,
-        Operation::ListStreamConsumers,
-        Operation::DeregisterStreamConsumer,
-        Operation::RiffleSyncLeases,
-        Operation::RiffleListLeases,
-        Operation::RiffleTakeLease,
-        Operation::RiffleRenewLeases,
-        Operation::RiffleCheckpoint,
-        Operation::RiffleReleaseLease,
-        Operation::RiffleDeleteLeases,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Operation::CreateStream => "CreateStream",
-            Operation::DeleteStream => "DeleteStream",
-            Operation::DescribeStream => "DescribeStream",
-            Operation::DescribeStreamSummary => "DescribeStreamSummary",
-            Operation::ListStreams => "ListStreams",
-            Operation::ListShards => "ListShards",
-            Operation::SplitShard => "SplitShard",
-            Operation::MergeShards => "MergeShards",
-            Operation::PutRecord => "PutRecord",
-            Operation::PutRecords => "PutRecords",
-            Operation::GetShardIterator => "GetShardIterator",
-            Operation::GetRecords => "GetRecords",
-            Operation::IncreaseStreamRetentionPeriod => "IncreaseStreamRetentionPeriod",
-            Operation::DecreaseStreamRetentionPeriod => "DecreaseStreamRetentionPeriod",
-            Operation::AddTagsToStream => "AddTagsToStream",
-            Operation::RemoveTagsFromStream => "RemoveTagsFromStream",
-            Operation::ListTagsForStream => "ListTagsForStream",
-            Operation::TagResource => "TagResource",
-            Operation::UntagResource => "UntagResource",
-            Operation::ListTagsForResource => "ListTagsForResource",
-            Operation::DescribeLimits => "DescribeLimits",
-            Operation::UpdateShardCount => "UpdateShardCount",
-            Operation::UpdateStreamMode => "UpdateStreamMode",
-            Operation::RegisterStreamConsumer => "RegisterStreamConsumer",
-            Operation::DescribeStreamConsumer => "DescribeStreamConsumer",
-            Operation::ListStreamConsumers => "ListStreamConsumers",
-            Operation::DeregisterStreamConsumer => "DeregisterStreamConsumer",
-            Operation::RiffleSyncLeases => "RiffleSyncLeases",
-            Operation::RiffleListLeases => "RiffleListLeases",
-            Operation::RiffleTakeLease => "RiffleTakeLease",
-            Operation::RiffleRenewLeases => "RiffleRenewLeases",
-            Operation::RiffleCheckpoint => "RiffleCheckpoint",
-            Operation::RiffleReleaseLease => "RiffleReleaseLease",
-            Operation::RiffleDeleteLeases => "RiffleDeleteLeases",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Operation> {
-        Operation::ALL
-            .into_iter()
-            .find(|operation| operation.name() == name)
-    }
-}
 
 /// The Kinesis API of one node.
 pub struct Api {
@@ -189,73 +68,112 @@ impl Api {
         self.synced_state().await
     }
 
-    fn token_key(&self) -> Result<TokenKey, KinesisError> {
-        self.node
-            .token_key()
-            .ok_or_else(|| KinesisError::unavailable("the cluster is not initialized yet"))
-    }
-
-    /// Runs one operation.
-    pub async fn handle(&self, operation: Operation, input: &Value) -> Result<Value, KinesisError> {
-        let input = fields(input)?;
+    /// What requests are decoded and run against now.
+    fn context(&self) -> Ctx<'_> {
         let config = self.node.config();
-        let ctx = common::Ctx {
+        Ctx {
             account: &config.account,
             region: &config.region,
             now_ms: now_ms(),
-        };
-        match operation {
-            Operation::CreateStream => streams::create_stream(self, &ctx, input).await,
-            Operation::DeleteStream => streams::delete_stream(self, &ctx, input).await,
-            Operation::DescribeStream => streams::describe_stream(self, &ctx, input).await,
-            Operation::DescribeStreamSummary => {
-                streams::describe_stream_summary(self, &ctx, input).await
-            }
-            Operation::ListStreams => streams::list_streams(self, &ctx, input).await,
-            Operation::ListShards => shards::list_shards(self, &ctx, input).await,
-            Operation::SplitShard => shards::split_shard(self, &ctx, input).await,
-            Operation::MergeShards => shards::merge_shards(self, &ctx, input).await,
-            Operation::PutRecord => records::put_record(self, &ctx, input).await,
-            Operation::PutRecords => records::put_records(self, &ctx, input).await,
-            Operation::GetShardIterator => records::get_shard_iterator(self, &ctx, input).await,
-            Operation::GetRecords => records::get_records(self, &ctx, input).await,
-            Operation::IncreaseStreamRetentionPeriod => {
-                streams::change_retention(self, &ctx, input, RetentionChange::Increase).await
-            }
-            Operation::DecreaseStreamRetentionPeriod => {
-                streams::change_retention(self, &ctx, input, RetentionChange::Decrease).await
-            }
-            Operation::AddTagsToStream => tags::add_tags_to_stream(self, &ctx, input).await,
-            Operation::RegisterStreamConsumer => {
-                consumers::register_stream_consumer(self, &ctx, input).await
-            }
-            Operation::DescribeStreamConsumer => {
-                consumers::describe_stream_consumer(self, &ctx, input).await
-            }
-            Operation::ListStreamConsumers => {
-                consumers::list_stream_consumers(self, &ctx, input).await
-            }
-            Operation::DeregisterStreamConsumer => {
-                consumers::deregister_stream_consumer(self, &ctx, input).await
-            }
-            Operation::RemoveTagsFromStream => {
-                tags::remove_tags_from_stream(self, &ctx, input).await
-            }
-            Operation::ListTagsForStream => tags::list_tags_for_stream(self, &ctx, input).await,
-            Operation::TagResource => tags::tag_resource(self, &ctx, input).await,
-            Operation::UntagResource => tags::untag_resource(self, &ctx, input).await,
-            Operation::ListTagsForResource => tags::list_tags_for_resource(self, &ctx, input).await,
-            Operation::DescribeLimits => streams::describe_limits(self, &ctx, input).await,
-            Operation::UpdateShardCount => streams::update_shard_count(self, &ctx, input).await,
-            Operation::UpdateStreamMode => streams::update_stream_mode(self, &ctx, input).await,
-            Operation::RiffleSyncLeases => leases::sync_leases(self, &ctx, input).await,
-            Operation::RiffleListLeases => leases::list_leases(self, &ctx, input).await,
-            Operation::RiffleTakeLease => leases::take_lease(self, &ctx, input).await,
-            Operation::RiffleRenewLeases => leases::renew_leases(self, &ctx, input).await,
-            Operation::RiffleCheckpoint => leases::checkpoint(self, &ctx, input).await,
-            Operation::RiffleReleaseLease => leases::release_lease(self, &ctx, input).await,
-            Operation::RiffleDeleteLeases => leases::delete_leases(self, &ctx, input).await,
+            token_key: self.node.token_key(),
         }
+    }
+
+    /// Decodes and runs one call: its output document, or for SubscribeToShard its event
+    /// stream (events encoded in `format`).
+    pub async fn execute(
+        &self,
+        operation: Operation,
+        input: &Value,
+        format: Format,
+    ) -> Result<Reply, KinesisError> {
+        let ctx = self.context();
+        let request = Request::decode(operation, input, &ctx)?;
+        self.run(&ctx, request, format).await
+    }
+
+    /// Runs one operation that answers with a document (every one but SubscribeToShard).
+    pub async fn handle(&self, operation: Operation, input: &Value) -> Result<Value, KinesisError> {
+        if operation == Operation::SubscribeToShard {
+            return Err(KinesisError::invalid_argument(
+                "SubscribeToShard answers with an event stream, not a document",
+            ));
+        }
+        match self.execute(operation, input, Format::Json).await? {
+            Reply::Document(output) => Ok(output),
+            Reply::Events(_) => Err(KinesisError::internal(
+                "an event stream where a document was expected",
+            )),
+        }
+    }
+
+    /// Runs a decoded request.
+    async fn run(
+        &self,
+        ctx: &Ctx<'_>,
+        request: Request,
+        format: Format,
+    ) -> Result<Reply, KinesisError> {
+        let output = match request {
+            Request::CreateStream(input) => streams::create_stream(self, ctx, input).await,
+            Request::DeleteStream(input) => streams::delete_stream(self, ctx, input).await,
+            Request::DescribeStream(input) => streams::describe_stream(self, ctx, input).await,
+            Request::DescribeStreamSummary(input) => {
+                streams::describe_stream_summary(self, ctx, input).await
+            }
+            Request::ListStreams(input) => streams::list_streams(self, ctx, input).await,
+            Request::ListShards(input) => shards::list_shards(self, ctx, input).await,
+            Request::SplitShard(input) => shards::split_shard(self, ctx, input).await,
+            Request::MergeShards(input) => shards::merge_shards(self, ctx, input).await,
+            Request::PutRecord(input) => records::put_record(self, ctx, input).await,
+            Request::PutRecords(input) => records::put_records(self, ctx, input).await,
+            Request::GetShardIterator(input) => records::get_shard_iterator(self, ctx, input).await,
+            Request::GetRecords(input) => records::get_records(self, ctx, input).await,
+            Request::IncreaseStreamRetentionPeriod(input) => {
+                streams::change_retention(self, input, RetentionChange::Increase).await
+            }
+            Request::DecreaseStreamRetentionPeriod(input) => {
+                streams::change_retention(self, input, RetentionChange::Decrease).await
+            }
+            Request::AddTagsToStream(input) | Request::TagResource(input) => {
+                tags::add_tags(self, input).await
+            }
+            Request::RemoveTagsFromStream(input) | Request::UntagResource(input) => {
+                tags::remove_tags(self, input).await
+            }
+            Request::ListTagsForStream(input) => tags::list_tags_for_stream(self, ctx, input).await,
+            Request::ListTagsForResource(input) => {
+                tags::list_tags_for_resource(self, ctx, input).await
+            }
+            Request::DescribeLimits(_) => streams::describe_limits(self).await,
+            Request::UpdateShardCount(input) => streams::update_shard_count(self, ctx, input).await,
+            Request::UpdateStreamMode(input) => streams::update_stream_mode(self, ctx, input).await,
+            Request::RegisterStreamConsumer(input) => {
+                consumers::register_stream_consumer(self, ctx, input).await
+            }
+            Request::DescribeStreamConsumer(input) => {
+                consumers::describe_stream_consumer(self, ctx, input).await
+            }
+            Request::ListStreamConsumers(input) => {
+                consumers::list_stream_consumers(self, ctx, input).await
+            }
+            Request::DeregisterStreamConsumer(input) => {
+                consumers::deregister_stream_consumer(self, ctx, input).await
+            }
+            Request::SubscribeToShard(input) => {
+                return subscribe::subscribe_to_shard(self, ctx, input, format)
+                    .await
+                    .map(Reply::Events);
+            }
+            Request::RiffleSyncLeases(input) => leases::sync_leases(self, input).await,
+            Request::RiffleListLeases(input) => leases::list_leases(self, input).await,
+            Request::RiffleTakeLease(input) => leases::take_lease(self, input).await,
+            Request::RiffleRenewLeases(input) => leases::renew_leases(self, input).await,
+            Request::RiffleCheckpoint(input) => leases::checkpoint(self, input).await,
+            Request::RiffleReleaseLease(input) => leases::release_lease(self, input).await,
+            Request::RiffleDeleteLeases(input) => leases::delete_leases(self, input).await,
+        }?;
+        Ok(Reply::Document(output))
     }
 }
 
@@ -290,7 +208,14 @@ impl Service for Api {
         Some((status, serde_json::to_vec(&document).ok()?))
     }
 
-    async fn call(&self, call: Call) -> Result<Value, KinesisError> {
+    fn span(&self, operation: &str, request_id: &str) -> tracing::Span {
+        match Operation::parse(operation) {
+            Some(operation) => operation.span(request_id),
+            None => crate::http::unknown_operation_span(operation, request_id),
+        }
+    }
+
+    async fn call(&self, call: Call) -> Result<Reply, KinesisError> {
         let Some(operation) = Operation::parse(&call.operation) else {
             return Err(KinesisError::new(
                 ErrorCode::UnknownOperationException,
@@ -300,18 +225,7 @@ impl Service for Api {
                 ),
             ));
         };
-        self.handle(operation, &call.input).await
-    }
-
-    async fn subscribe(&self, call: Call) -> Result<crate::http::EventBytes, KinesisError> {
-        let input = fields(&call.input)?;
-        let config = self.node.config();
-        let ctx = common::Ctx {
-            account: &config.account,
-            region: &config.region,
-            now_ms: now_ms(),
-        };
-        subscribe::subscribe_to_shard(self, &ctx, input, call.format).await
+        self.execute(operation, &call.input, call.format).await
     }
 }
 
@@ -320,28 +234,4 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// The error for a page token that failed to open.
-fn common_token_error(error: TokenError, member: &str) -> KinesisError {
-    match error {
-        TokenError::Expired { .. } => KinesisError::new(
-            ErrorCode::ExpiredNextTokenException,
-            format!("The {member} has expired. Request a new one."),
-        ),
-        TokenError::Malformed => KinesisError::invalid_argument(format!("Invalid {member}.")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn operation_names_round_trip() {
-        for operation in Operation::ALL {
-            assert_eq!(Operation::parse(operation.name()), Some(operation));
-        }
-        assert_eq!(Operation::parse("SubscribeToShardX"), None);
-    }
 }

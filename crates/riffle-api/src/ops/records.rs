@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures_util::future::join_all;
 use riffle_control::model::ShardRecord;
 use riffle_control::model::ShardState;
@@ -17,39 +16,31 @@ use riffle_shard::batch::BatchBuilder;
 use riffle_shard::shard::ReadPage;
 use riffle_shard::shard::ReadRecord;
 use riffle_types::ErrorCode;
-use riffle_types::HashKey;
-use riffle_types::HashKeyError;
 use riffle_types::KinesisError;
 use riffle_types::SequenceNumber;
 use riffle_types::ShardId;
 use riffle_types::ShardIterator;
-use riffle_types::TokenError;
-use riffle_types::ValidationErrors;
 use riffle_types::limits;
 use riffle_types::seqnum::Position;
 
 use super::Api;
-use super::common::Ctx;
-use super::common::bounded_int;
-use super::common::check_shard_id;
 use super::common::data_stream;
 use super::common::find_shard;
 use super::common::find_stream;
-use super::common::quoted;
-use super::common::required_stream;
 use super::common::timestamp;
+use crate::request::Ctx;
+use crate::request::GetRecordsInput;
+use crate::request::GetShardIteratorInput;
+use crate::request::IteratorType;
+use crate::request::NewRecord;
+use crate::request::PutRecordInput;
+use crate::request::PutRecordsInput;
+use crate::request::StartingPosition;
 use crate::wire::Map;
 use crate::wire::Value;
 
 /// How many times a write follows a shard that turned out sealed (a split can chain).
 const MAX_REROUTES: usize = 8;
-
-/// One record to write, validated.
-struct Entry {
-    partition_key: String,
-    data: Bytes,
-    hash: HashKey,
-}
 
 /// Where a record ended up.
 enum Outcome {
@@ -61,102 +52,6 @@ enum Outcome {
         code: ErrorCode,
         message: String,
     },
-}
-
-/// How AWS prints a blob in validation messages.
-fn blob_repr(data: &Bytes) -> String {
-    format!(
-        "'java.nio.HeapByteBuffer[pos=0 lim={0} cap={0}]'",
-        data.len()
-    )
-}
-
-/// Validates one record's members; `member` is the path prefix (`""` or `records.N.member.`).
-fn read_entry(
-    errors: &mut ValidationErrors,
-    input: &Map,
-    member: &str,
-) -> Result<Option<Entry>, KinesisError> {
-    let data = input.blob("Data")?;
-    let partition_key = input.string("PartitionKey")?;
-    let explicit = input.string("ExplicitHashKey")?;
-    match &data {
-        None => errors.push("null", &format!("{member}data"), "Member must not be null"),
-        Some(data) if data.len() > limits::MAX_RECORD_DATA_BYTES => errors.push(
-            &blob_repr(data),
-            &format!("{member}data"),
-            &format!(
-                "Member must have length less than or equal to {}",
-                limits::MAX_RECORD_DATA_BYTES
-            ),
-        ),
-        Some(_) => {}
-    }
-    match partition_key {
-        None => errors.push(
-            "null",
-            &format!("{member}partitionKey"),
-            "Member must not be null",
-        ),
-        Some(key) => {
-            let length = key.chars().count();
-            if length == 0 {
-                errors.push(
-                    &quoted(key),
-                    &format!("{member}partitionKey"),
-                    "Member must have length greater than or equal to 1",
-                );
-            } else if length > limits::MAX_PARTITION_KEY_CHARS {
-                errors.push(
-                    &quoted(key),
-                    &format!("{member}partitionKey"),
-                    "Member must have length less than or equal to 256",
-                );
-            }
-        }
-    }
-    let mut hash = None;
-    if let Some(text) = explicit {
-        match HashKey::parse_decimal(text) {
-            Ok(key) => hash = Some(key),
-            Err(HashKeyError::NotDecimal) => errors.push(
-                &quoted(text),
-                &format!("{member}explicitHashKey"),
-                "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
-            ),
-            Err(HashKeyError::OutOfRange) => {
-                return Err(KinesisError::invalid_argument(format!(
-                    "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {text}"
-                )));
-            }
-        }
-    }
-    let (Some(data), Some(partition_key)) = (data, partition_key) else {
-        return Ok(None);
-    };
-    let hash = hash.unwrap_or_else(|| HashKey::from_partition_key(partition_key));
-    Ok(Some(Entry {
-        partition_key: partition_key.to_string(),
-        data,
-        hash,
-    }))
-}
-
-/// Checks a sequence-number member against the model's pattern `0|([1-9]\d{0,128})`.
-fn check_sequence_number_pattern(errors: &mut ValidationErrors, member: &str, text: Option<&str>) {
-    let Some(text) = text else { return };
-    let well_formed = text == "0"
-        || (!text.starts_with('0')
-            && !text.is_empty()
-            && text.len() <= 129
-            && text.bytes().all(|byte| byte.is_ascii_digit()));
-    if !well_formed {
-        errors.push(
-            &quoted(text),
-            member,
-            "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,128})",
-        );
-    }
 }
 
 /// The client-facing error of a routed shard operation.
@@ -172,7 +67,7 @@ async fn write_entries(
     api: &Api,
     ctx: &Ctx<'_>,
     stream_name: &str,
-    entries: &[Entry],
+    entries: &[NewRecord],
 ) -> Result<Vec<Outcome>, KinesisError> {
     let mut outcomes: Vec<Option<Outcome>> = entries.iter().map(|_| None).collect();
     let mut pending: Vec<usize> = (0..entries.len()).collect();
@@ -272,27 +167,18 @@ async fn write_entries(
         .collect())
 }
 
-pub async fn put_record(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let name = required_stream(ctx, input, &mut errors)?;
-    let entry = read_entry(&mut errors, input, "")?;
-    let ordering = input.string("SequenceNumberForOrdering")?;
-    check_sequence_number_pattern(&mut errors, "sequenceNumberForOrdering", ordering);
-    errors.into_result()?;
-    if let Some(text) = ordering {
-        // Sequence numbers only grow within a shard, so any number we issued is already below
-        // the next one; foreign numbers are rejected as AWS does.
-        if SequenceNumber::parse(text).is_err() {
-            return Err(KinesisError::invalid_argument(format!(
-                "ExclusiveMinimumSequenceNumber {text} used in PutRecord on stream {name} under account {} is invalid.",
-                ctx.account
-            )));
-        }
-    }
-    let Some(entry) = entry else {
-        return Err(KinesisError::validation("record is incomplete"));
-    };
-    let outcomes = write_entries(api, ctx, &name, std::slice::from_ref(&entry)).await?;
+pub async fn put_record(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    input: PutRecordInput,
+) -> Result<Value, KinesisError> {
+    let outcomes = write_entries(
+        api,
+        ctx,
+        &input.stream.name,
+        std::slice::from_ref(&input.record),
+    )
+    .await?;
     match outcomes.into_iter().next() {
         Some(Outcome::Written {
             shard,
@@ -308,49 +194,12 @@ pub async fn put_record(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, 
     }
 }
 
-pub async fn put_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let name = required_stream(ctx, input, &mut errors)?;
-    let records = input.array("Records")?;
-    let mut entries = Vec::new();
-    match records {
-        None => errors.push("null", "records", "Member must not be null"),
-        Some([]) => errors.push(
-            "[]",
-            "records",
-            "Member must have length greater than or equal to 1",
-        ),
-        Some(records) if records.len() > limits::MAX_PUT_RECORDS_ENTRIES => errors.push(
-            &format!("[{} records]", records.len()),
-            "records",
-            "Member must have length less than or equal to 500",
-        ),
-        Some(records) => {
-            entries.reserve(records.len());
-            for (index, record) in records.iter().enumerate() {
-                let record = crate::wire::fields(record)?;
-                if let Some(entry) = read_entry(
-                    &mut errors,
-                    record,
-                    &format!("records.{}.member.", index + 1),
-                )? {
-                    entries.push(entry);
-                }
-            }
-        }
-    }
-    errors.into_result()?;
-    let total: usize = entries
-        .iter()
-        .map(|entry| entry.data.len() + entry.partition_key.len())
-        .sum();
-    if total > limits::MAX_PUT_RECORDS_BYTES {
-        return Err(KinesisError::invalid_argument(format!(
-            "Records size exceeds {} MB limit",
-            limits::MAX_PUT_RECORDS_BYTES / 1_048_576
-        )));
-    }
-    let outcomes = write_entries(api, ctx, &name, &entries).await?;
+pub async fn put_records(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    input: PutRecordsInput,
+) -> Result<Value, KinesisError> {
+    let outcomes = write_entries(api, ctx, &input.stream.name, &input.records).await?;
     let mut failed = 0i64;
     let results: Vec<Value> = outcomes
         .into_iter()
@@ -391,47 +240,42 @@ pub async fn put_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
 pub async fn get_shard_iterator(
     api: &Api,
     ctx: &Ctx<'_>,
-    input: &Map,
+    input: GetShardIteratorInput,
 ) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let name = required_stream(ctx, input, &mut errors)?;
-    let shard_id = input.string("ShardId")?;
-    check_shard_id(&mut errors, "shardId", shard_id, true);
-    let kind = input.string("ShardIteratorType")?;
-    const KINDS: [&str; 5] = [
-        "AT_SEQUENCE_NUMBER",
-        "AFTER_SEQUENCE_NUMBER",
-        "TRIM_HORIZON",
-        "LATEST",
-        "AT_TIMESTAMP",
-    ];
-    match kind {
-        None => errors.push("null", "shardIteratorType", "Member must not be null"),
-        Some(kind) if !KINDS.contains(&kind) => errors.push(
-            &quoted(kind),
-            "shardIteratorType",
-            "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]",
-        ),
-        Some(_) => {}
-    }
-    let starting = input.string("StartingSequenceNumber")?;
-    check_sequence_number_pattern(&mut errors, "startingSequenceNumber", starting);
-    let at_time = input.timestamp("Timestamp")?;
-    errors.into_result()?;
-    let kind = kind.unwrap_or_default();
-    let shard_id = shard_id.unwrap_or_default();
+    let state = api.state_for(&input.stream.name).await;
+    let stream = data_stream(ctx, &state, &input.stream.name)?;
+    let shard = find_shard(ctx, &stream, &input.shard_id)?;
+    let position = resolve_start(api, ctx, &stream, shard, &input.start).await?;
+    let iterator = ShardIterator {
+        stream_name: stream.name.clone(),
+        stream_created_ms: stream.created_ms,
+        shard_index: shard.index,
+        position,
+        issued_ms: ctx.now_ms,
+    };
+    Ok(Value::Map(
+        Map::new().with("ShardIterator", iterator.encode(ctx.token_key()?)),
+    ))
+}
 
-    let state = api.state_for(&name).await;
-    let stream = data_stream(ctx, &state, &name)?;
-    let shard = find_shard(ctx, &stream, shard_id)?;
-    let position = match kind {
-        "TRIM_HORIZON" | "LATEST" => {
-            if starting.is_some() {
+/// Where reading `shard` starts for `start`: the one resolution of starting positions,
+/// shared by GetShardIterator and SubscribeToShard (same rules, same errors).
+pub(super) async fn resolve_start(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    stream: &StreamRecord,
+    shard: &ShardRecord,
+    start: &StartingPosition,
+) -> Result<Position, KinesisError> {
+    let kind = start.kind.as_str();
+    let position = match start.kind {
+        IteratorType::TrimHorizon | IteratorType::Latest => {
+            if start.sequence_number.is_some() {
                 return Err(KinesisError::invalid_argument(format!(
                     "Request for an iterator of type {kind} should not contain a StartingSequenceNumber."
                 )));
             }
-            if kind == "LATEST" {
+            if start.kind == IteratorType::Latest {
                 api.node.locate(shard, None).await.map_err(data_error)?
             } else {
                 Position {
@@ -440,15 +284,15 @@ pub async fn get_shard_iterator(
                 }
             }
         }
-        "AT_SEQUENCE_NUMBER" | "AFTER_SEQUENCE_NUMBER" => {
-            let Some(text) = starting else {
+        IteratorType::AtSequenceNumber | IteratorType::AfterSequenceNumber => {
+            let Some(text) = start.sequence_number.as_deref() else {
                 return Err(KinesisError::invalid_argument(format!(
                     "A StartingSequenceNumber is required for an iterator of type {kind}."
                 )));
             };
-            let number = own_sequence_number(ctx, &stream, shard, text)?;
+            let number = own_sequence_number(ctx, stream, shard, text)?;
             let position = number.position();
-            if kind == "AT_SEQUENCE_NUMBER" {
+            if start.kind == IteratorType::AtSequenceNumber {
                 position
             } else {
                 Position {
@@ -457,8 +301,8 @@ pub async fn get_shard_iterator(
                 }
             }
         }
-        _ => {
-            let Some(at_time) = at_time else {
+        IteratorType::AtTimestamp => {
+            let Some(at_time) = start.timestamp else {
                 return Err(KinesisError::invalid_argument(
                     "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.",
                 ));
@@ -476,16 +320,7 @@ pub async fn get_shard_iterator(
                 .map_err(data_error)?
         }
     };
-    let iterator = ShardIterator {
-        stream_name: stream.name.clone(),
-        stream_created_ms: stream.created_ms,
-        shard_index: shard.index,
-        position,
-        issued_ms: ctx.now_ms,
-    };
-    Ok(Value::Map(
-        Map::new().with("ShardIterator", iterator.encode(&api.token_key()?)),
-    ))
+    Ok(position)
 }
 
 /// Parses a sequence number that must belong to `shard` of this stream incarnation.
@@ -521,39 +356,12 @@ fn own_sequence_number(
     Ok(number)
 }
 
-pub async fn get_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let token = input.string("ShardIterator")?;
-    match token {
-        None => errors.push("null", "shardIterator", "Member must not be null"),
-        Some(token) if token.is_empty() || token.len() > 512 => errors.push(
-            &quoted(token),
-            "shardIterator",
-            "Member must have length between 1 and 512",
-        ),
-        Some(_) => {}
-    }
-    let limit = bounded_int(
-        &mut errors,
-        input,
-        "Limit",
-        "limit",
-        1,
-        limits::MAX_GET_RECORDS_LIMIT as i64,
-    )?;
-    errors.into_result()?;
-    let iterator = ShardIterator::decode(token.unwrap_or_default(), &api.token_key()?, ctx.now_ms).map_err(|error| {
-        match error {
-            TokenError::Expired { issued_ms, now_ms } => KinesisError::new(
-                ErrorCode::ExpiredIteratorException,
-                format!(
-                    "Iterator expired. The iterator was created at time {issued_ms} while right now it is {now_ms} which is further in the future than the tolerated delay of {} milliseconds.",
-                    limits::ITERATOR_TTL_MS
-                ),
-            ),
-            TokenError::Malformed => KinesisError::invalid_argument("Invalid ShardIterator."),
-        }
-    })?;
+pub async fn get_records(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    input: GetRecordsInput,
+) -> Result<Value, KinesisError> {
+    let GetRecordsInput { iterator, limit } = input;
     let mut state = api.state_for(&iterator.stream_name).await;
     let stream = find_stream(ctx, &state, &iterator.stream_name)?;
     if stream.created_ms != iterator.stream_created_ms {
@@ -567,9 +375,7 @@ pub async fn get_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
             ctx.account
         ))
     })?;
-    let max_records = limit
-        .map(|limit| limit as usize)
-        .unwrap_or(limits::MAX_GET_RECORDS_LIMIT);
+    let max_records = limit.unwrap_or(limits::MAX_GET_RECORDS_LIMIT);
     let page = api
         .node
         .read(
@@ -606,7 +412,7 @@ pub async fn get_records(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value,
             position: page.next,
             issued_ms: ctx.now_ms,
         };
-        output.push("NextShardIterator", next.encode(&api.token_key()?));
+        output.push("NextShardIterator", next.encode(ctx.token_key()?));
     }
     Ok(Value::Map(output))
 }

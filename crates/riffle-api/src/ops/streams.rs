@@ -1,7 +1,7 @@
 //! Stream lifecycle and description: CreateStream, DeleteStream, DescribeStream,
-//! DescribeStreamSummary, ListStreams, Increase/DecreaseStreamRetentionPeriod, DescribeLimits.
+//! DescribeStreamSummary, ListStreams, Increase/DecreaseStreamRetentionPeriod, DescribeLimits,
+//! UpdateShardCount, UpdateStreamMode.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use riffle_control::ControlCommand;
@@ -10,23 +10,26 @@ use riffle_control::command::open_shard_total;
 use riffle_control::model::StreamMode;
 use riffle_control::model::StreamStatus;
 use riffle_types::KinesisError;
-use riffle_types::ShardId;
-use riffle_types::ValidationErrors;
+use riffle_types::PageToken;
 use riffle_types::limits;
 
 use super::Api;
-use super::common::Ctx;
-use super::common::bounded_int;
-use super::common::check_stream_name;
 use super::common::find_stream;
 use super::common::is_listed;
 use super::common::mode_value;
-use super::common::quoted;
-use super::common::required_stream;
 use super::common::shard_value;
-use super::common::stream_identity;
 use super::common::timestamp;
-use super::tags::read_tag_map;
+use crate::request::CreateStreamInput;
+use crate::request::Ctx;
+use crate::request::DeleteStreamInput;
+use crate::request::DescribeStreamInput;
+use crate::request::DescribeStreamSummaryInput;
+use crate::request::LIST_STREAMS_TOKEN;
+use crate::request::ListStreamsInput;
+use crate::request::ListStreamsToken;
+use crate::request::RetentionPeriodInput;
+use crate::request::UpdateShardCountInput;
+use crate::request::UpdateStreamModeInput;
 use crate::wire::Map;
 use crate::wire::Value;
 
@@ -34,53 +37,20 @@ use crate::wire::Value;
 /// (clients poll the status, as they must against AWS).
 const CREATE_WAIT: Duration = Duration::from_secs(10);
 
-pub async fn create_stream(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let name = input.string("StreamName")?;
-    match name {
-        None => errors.push("null", "streamName", "Member must not be null"),
-        Some(_) => check_stream_name(&mut errors, "streamName", name),
-    }
-    let shard_count = bounded_int(
-        &mut errors,
-        input,
-        "ShardCount",
-        "shardCount",
-        1,
-        i64::from(i32::MAX),
-    )?;
-    let mode = match input.map("StreamModeDetails")? {
-        Some(details) => read_stream_mode(&mut errors, details)?,
-        None => StreamMode::Provisioned,
-    };
-    let tags = match input.map("Tags")? {
-        Some(tags) => read_tag_map(&mut errors, tags, "tags")?,
-        None => BTreeMap::new(),
-    };
-    errors.into_result()?;
-    let name = name.unwrap_or_default().to_string();
-    let shard_count = match (mode, shard_count) {
-        (StreamMode::OnDemand, Some(_)) => {
-            return Err(KinesisError::invalid_argument(
-                "ShardCount is not expected when StreamMode=ON_DEMAND",
-            ));
-        }
-        (StreamMode::OnDemand, None) => limits::ON_DEMAND_INITIAL_SHARDS,
-        (StreamMode::Provisioned, Some(count)) => count as u32,
-        (StreamMode::Provisioned, None) => {
-            return Err(KinesisError::invalid_argument(
-                "ShardCount is required when StreamMode=PROVISIONED",
-            ));
-        }
-    };
+pub async fn create_stream(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    input: CreateStreamInput,
+) -> Result<Value, KinesisError> {
     let config = api.node.config();
+    let name = input.stream.name;
     api.node
         .control()
         .propose(ControlCommand::CreateStream {
             name: name.clone(),
-            shard_count,
-            mode,
-            tags,
+            shard_count: input.shard_count,
+            mode: input.mode,
+            tags: input.tags,
             now_ms: ctx.now_ms,
             shard_limit: config.shard_limit,
             replication_factor: config.replication_factor,
@@ -91,62 +61,14 @@ pub async fn create_stream(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Valu
     Ok(Value::Map(Map::new()))
 }
 
-/// `StreamModeDetails.StreamMode` (required inside the structure).
-fn read_stream_mode(
-    errors: &mut ValidationErrors,
-    details: &Map,
-) -> Result<StreamMode, KinesisError> {
-    Ok(match details.string("StreamMode")? {
-        None => {
-            errors.push(
-                "null",
-                "streamModeDetails.streamMode",
-                "Member must not be null",
-            );
-            StreamMode::Provisioned
-        }
-        Some(text) => StreamMode::parse(text).unwrap_or_else(|| {
-            errors.push(
-                &quoted(text),
-                "streamModeDetails.streamMode",
-                "Member must satisfy enum value set: [ON_DEMAND, PROVISIONED]",
-            );
-            StreamMode::Provisioned
-        }),
-    })
-}
-
 /// UpdateShardCount: accepted at once (the stream turns UPDATING); the scheduler reshards step
 /// by step to equal ranges, then the stream is ACTIVE again.
 pub async fn update_shard_count(
     api: &Api,
     ctx: &Ctx<'_>,
-    input: &Map,
+    input: UpdateShardCountInput,
 ) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let name = required_stream(ctx, input, &mut errors)?;
-    let target = bounded_int(
-        &mut errors,
-        input,
-        "TargetShardCount",
-        "targetShardCount",
-        1,
-        i64::from(i32::MAX),
-    )?;
-    if target.is_none() {
-        errors.push("null", "targetShardCount", "Member must not be null");
-    }
-    match input.string("ScalingType")? {
-        None => errors.push("null", "scalingType", "Member must not be null"),
-        Some("UNIFORM_SCALING") => {}
-        Some(other) => errors.push(
-            &quoted(other),
-            "scalingType",
-            "Member must satisfy enum value set: [UNIFORM_SCALING]",
-        ),
-    }
-    errors.into_result()?;
-    let target = target.unwrap_or_default() as u32;
+    let name = input.stream.name;
     let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;
     let current = stream.open_shard_count();
@@ -154,7 +76,7 @@ pub async fn update_shard_count(
         .control()
         .propose(ControlCommand::UpdateShardCount {
             name: name.clone(),
-            target,
+            target: input.target,
             now_ms: ctx.now_ms,
             shard_limit: api.node.config().shard_limit,
         })
@@ -162,7 +84,7 @@ pub async fn update_shard_count(
     let mut output = Map::with_capacity(4);
     output.push("StreamName", name);
     output.push("CurrentShardCount", current as i64);
-    output.push("TargetShardCount", i64::from(target));
+    output.push("TargetShardCount", i64::from(input.target));
     output.push("StreamARN", ctx.arn(&stream));
     Ok(Value::Map(output))
 }
@@ -172,27 +94,10 @@ pub async fn update_shard_count(
 pub async fn update_stream_mode(
     api: &Api,
     ctx: &Ctx<'_>,
-    input: &Map,
+    input: UpdateStreamModeInput,
 ) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let arn = input.string("StreamARN")?;
-    if arn.is_none() {
-        errors.push("null", "streamARN", "Member must not be null");
-    }
-    let name = stream_identity(ctx, input, &mut errors)?;
-    let mode = match input.map("StreamModeDetails")? {
-        Some(details) => Some(read_stream_mode(&mut errors, details)?),
-        None => {
-            errors.push("null", "streamModeDetails", "Member must not be null");
-            None
-        }
-    };
-    errors.into_result()?;
-    let (Some(name), Some(mode)) = (name, mode) else {
-        return Err(KinesisError::invalid_argument(
-            "StreamARN must be provided.",
-        ));
-    };
+    let UpdateStreamModeInput { stream, mode } = input;
+    let name = stream.name;
     if mode == StreamMode::OnDemand {
         let state = api.synced_state().await;
         let on_demand = state
@@ -238,12 +143,13 @@ async fn wait_for_status(api: &Api, name: &str, status: StreamStatus, timeout: D
     .await;
 }
 
-pub async fn delete_stream(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let name = required_stream(ctx, input, &mut errors)?;
-    let enforce_consumer_deletion = input.bool("EnforceConsumerDeletion")?.unwrap_or(false);
-    errors.into_result()?;
-    if !enforce_consumer_deletion {
+pub async fn delete_stream(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    input: DeleteStreamInput,
+) -> Result<Value, KinesisError> {
+    let name = input.stream.name;
+    if !input.enforce_consumer_deletion {
         let state = api.synced_state().await;
         if let Some(stream) = state.streams.get(&name)
             && !stream.consumers.is_empty()
@@ -262,28 +168,25 @@ pub async fn delete_stream(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Valu
     Ok(Value::Map(Map::new()))
 }
 
-pub async fn describe_stream(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let name = required_stream(ctx, input, &mut errors)?;
-    let limit = bounded_int(&mut errors, input, "Limit", "limit", 1, 10_000)?;
-    let exclusive_start = input.string("ExclusiveStartShardId")?;
-    super::common::check_shard_id(&mut errors, "exclusiveStartShardId", exclusive_start, false);
-    errors.into_result()?;
+pub async fn describe_stream(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    input: DescribeStreamInput,
+) -> Result<Value, KinesisError> {
     let state = api.synced_state().await;
-    let stream = find_stream(ctx, &state, &name)?;
-    let limit = limit
-        .map(|limit| limit as usize)
-        .unwrap_or(limits::DESCRIBE_STREAM_MAX_LIMIT)
-        .min(limits::DESCRIBE_STREAM_MAX_LIMIT);
-    let after = exclusive_start.and_then(ShardId::parse).map(|id| id.0);
+    let stream = find_stream(ctx, &state, &input.stream.name)?;
     let listed: Vec<_> = stream
         .shards
         .iter()
         .filter(|shard| is_listed(ctx, &stream, shard))
-        .filter(|shard| after.is_none_or(|after| shard.index > after))
+        .filter(|shard| input.after.is_none_or(|after| shard.index > after))
         .collect();
-    let has_more = listed.len() > limit;
-    let shards: Vec<Value> = listed.into_iter().take(limit).map(shard_value).collect();
+    let has_more = listed.len() > input.limit;
+    let shards: Vec<Value> = listed
+        .into_iter()
+        .take(input.limit)
+        .map(shard_value)
+        .collect();
     let mut description = Map::with_capacity(11);
     description.push("StreamName", stream.name.clone());
     description.push("StreamARN", ctx.arn(&stream));
@@ -309,13 +212,10 @@ fn enhanced_monitoring() -> Value {
 pub async fn describe_stream_summary(
     api: &Api,
     ctx: &Ctx<'_>,
-    input: &Map,
+    input: DescribeStreamSummaryInput,
 ) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let name = required_stream(ctx, input, &mut errors)?;
-    errors.into_result()?;
     let state = api.synced_state().await;
-    let stream = find_stream(ctx, &state, &name)?;
+    let stream = find_stream(ctx, &state, &input.stream.name)?;
     let mut summary = Map::with_capacity(11);
     summary.push("StreamName", stream.name.clone());
     summary.push("StreamARN", ctx.arn(&stream));
@@ -332,39 +232,12 @@ pub async fn describe_stream_summary(
     ))
 }
 
-const LIST_STREAMS_TOKEN: u8 = 2;
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ListStreamsToken {
-    after: String,
-    limit: usize,
-}
-
-pub async fn list_streams(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let limit = bounded_int(&mut errors, input, "Limit", "limit", 1, 10_000)?;
-    let exclusive_start = input.string("ExclusiveStartStreamName")?;
-    check_stream_name(&mut errors, "exclusiveStartStreamName", exclusive_start);
-    let next_token = input.string("NextToken")?;
-    errors.into_result()?;
-    let key = api.token_key()?;
-    let (after, limit) = match next_token {
-        Some(token) => {
-            let payload =
-                riffle_types::PageToken::open(&key, LIST_STREAMS_TOKEN, token, ctx.now_ms)
-                    .map_err(|error| super::common_token_error(error, "NextToken"))?;
-            let token: ListStreamsToken = serde_json::from_slice(&payload)
-                .map_err(|_| KinesisError::invalid_argument("Invalid NextToken."))?;
-            (Some(token.after), token.limit)
-        }
-        None => (
-            exclusive_start.map(str::to_string),
-            limit
-                .map(|limit| limit as usize)
-                .unwrap_or(limits::LIST_STREAMS_MAX_LIMIT)
-                .min(limits::LIST_STREAMS_MAX_LIMIT),
-        ),
-    };
+pub async fn list_streams(
+    api: &Api,
+    ctx: &Ctx<'_>,
+    input: ListStreamsInput,
+) -> Result<Value, KinesisError> {
+    let ListStreamsInput { after, limit } = input;
     let state = api.synced_state().await;
     let candidates: Vec<_> = state
         .streams
@@ -405,7 +278,7 @@ pub async fn list_streams(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value
             .map_err(|error| KinesisError::internal(error.to_string()))?;
         output.push(
             "NextToken",
-            riffle_types::PageToken::seal(&key, LIST_STREAMS_TOKEN, &payload, ctx.now_ms),
+            PageToken::seal(ctx.token_key()?, LIST_STREAMS_TOKEN, &payload, ctx.now_ms),
         );
     }
     output.push("StreamSummaries", summaries);
@@ -414,41 +287,21 @@ pub async fn list_streams(api: &Api, ctx: &Ctx<'_>, input: &Map) -> Result<Value
 
 pub async fn change_retention(
     api: &Api,
-    ctx: &Ctx<'_>,
-    input: &Map,
+    input: RetentionPeriodInput,
     change: RetentionChange,
 ) -> Result<Value, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let name = required_stream(ctx, input, &mut errors)?;
-    let hours = bounded_int(
-        &mut errors,
-        input,
-        "RetentionPeriodHours",
-        "retentionPeriodHours",
-        1,
-        8760 * 100,
-    )?;
-    if hours.is_none() {
-        errors.push("null", "retentionPeriodHours", "Member must not be null");
-    }
-    errors.into_result()?;
-    let hours = hours.unwrap_or_default().clamp(0, i64::from(u32::MAX)) as u32;
     api.node
         .control()
         .propose(ControlCommand::SetRetention {
-            name,
-            hours,
+            name: input.stream.name,
+            hours: input.hours,
             change,
         })
         .await?;
     Ok(Value::Map(Map::new()))
 }
 
-pub async fn describe_limits(
-    api: &Api,
-    _ctx: &Ctx<'_>,
-    _input: &Map,
-) -> Result<Value, KinesisError> {
+pub async fn describe_limits(api: &Api) -> Result<Value, KinesisError> {
     let state = api.synced_state().await;
     let on_demand = state
         .streams

@@ -20,23 +20,22 @@ use riffle_control::model::ShardRecord;
 use riffle_shard::shard::ReadPage;
 use riffle_types::KinesisError;
 use riffle_types::SequenceNumber;
-use riffle_types::ShardIterator;
-use riffle_types::ValidationErrors;
 use riffle_types::seqnum::Position;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Api;
-use super::Operation;
-use super::common::Ctx;
-use super::common::find_stream;
+use super::common::data_stream;
+use super::common::find_shard;
 use super::consumers::lookup;
-use super::consumers::parse_consumer_arn;
 use super::records::child_shards;
 use super::records::millis_behind_latest;
 use super::records::record_value;
+use super::records::resolve_start;
 use crate::eventstream::Message;
 use crate::http::EventBytes;
+use crate::request::Ctx;
+use crate::request::SubscribeToShardInput;
 use crate::wire;
 use crate::wire::Format;
 use crate::wire::Map;
@@ -57,70 +56,39 @@ static SUBSCRIPTIONS: AtomicU64 = AtomicU64::new(0);
 pub async fn subscribe_to_shard(
     api: &Api,
     ctx: &Ctx<'_>,
-    input: &Map,
+    input: SubscribeToShardInput,
     format: Format,
 ) -> Result<EventBytes, KinesisError> {
-    let mut errors = ValidationErrors::new();
-    let consumer_arn = input.string("ConsumerARN")?;
-    let shard_id = input.string("ShardId")?;
-    let position = input.map("StartingPosition")?;
-    if consumer_arn.is_none() {
-        errors.push("null", "consumerARN", "Member must not be null");
-    }
-    if shard_id.is_none() {
-        errors.push("null", "shardId", "Member must not be null");
-    }
-    super::common::check_shard_id(&mut errors, "shardId", shard_id, false);
-    let kind = position.map(|p| p.string("Type")).transpose()?.flatten();
-    if kind.is_none() {
-        errors.push("null", "startingPosition.type", "Member must not be null");
-    }
-    errors.into_result()?;
-    let (stream, name, seconds) = parse_consumer_arn(ctx, consumer_arn.unwrap_or_default())?;
-    let (_, consumer) = lookup(api, ctx, &stream, &name, seconds).await?;
-    if consumer.status != ConsumerStatus::Active {
+    let SubscribeToShardInput {
+        consumer,
+        shard_id,
+        start,
+    } = input;
+    let (_, registered) = lookup(api, ctx, &consumer).await?;
+    if registered.status != ConsumerStatus::Active {
         return Err(KinesisError::in_use(format!(
-            "Consumer {name} under stream {stream} is not ACTIVE (it is {}).",
-            consumer.status.as_str()
+            "Consumer {} under stream {} is not ACTIVE (it is {}).",
+            consumer.name,
+            consumer.stream.name,
+            registered.status.as_str()
         )));
     }
 
     // The starting position, by the same rules and errors as GetShardIterator.
-    let mut request = Map::with_capacity(5);
-    request.push("StreamName", stream.clone());
-    request.push("ShardId", shard_id.unwrap_or_default().to_string());
-    request.push("ShardIteratorType", kind.unwrap_or_default().to_string());
-    if let Some(position) = position {
-        if let Some(sequence) = position.string("SequenceNumber")? {
-            request.push("StartingSequenceNumber", sequence.to_string());
-        }
-        if let Some(timestamp) = position.get("Timestamp") {
-            request.push("Timestamp", timestamp.clone());
-        }
-    }
-    let iterator = api
-        .handle(Operation::GetShardIterator, &Value::Map(request))
-        .await?;
-    let iterator = iterator
-        .as_map()
-        .and_then(|m| m.get("ShardIterator"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| KinesisError::internal("no shard iterator"))?;
-    let iterator = ShardIterator::decode(iterator, &api.token_key()?, ctx.now_ms)
-        .map_err(|_| KinesisError::internal("cannot open the shard iterator just issued"))?;
+    let start = start?;
+    let stream = consumer.stream.name.clone();
     let state = api.state_for(&stream).await;
-    let record = find_stream(ctx, &state, &stream)?;
-    let shard = record
-        .shard(riffle_types::ShardId(iterator.shard_index))
-        .cloned()
-        .ok_or_else(|| KinesisError::internal("shard vanished"))?;
+    let record = data_stream(ctx, &state, &stream)?;
+    let shard = find_shard(ctx, &record, &shard_id)?.clone();
+    let position = resolve_start(api, ctx, &record, &shard, &start).await?;
+    let consumer_arn = consumer.given_arn.as_deref();
 
     let node = api.node.clone();
     let subscription = (node.id() << 40) | SUBSCRIPTIONS.fetch_add(1, Ordering::Relaxed);
     let mut follower = node
         .follow(
             &shard,
-            iterator.position,
+            position,
             PAGE_BYTES,
             consumer_arn.unwrap_or_default().to_string(),
             subscription,
@@ -154,7 +122,7 @@ pub async fn subscribe_to_shard(
         stream: stream.clone(),
         shard,
         pages: receiver,
-        position: iterator.position,
+        position,
         started: now,
         last_event: now,
         allowance: RATE,
