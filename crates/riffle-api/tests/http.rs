@@ -32,8 +32,11 @@ const AT: Timestamp = Timestamp {
     millis: 1_506_440_188_749,
 };
 
+/// What `Events` answers with, message by message.
+const EVENTS: [&[u8]; 2] = [b"first message", b"second message"];
+
 /// Echoes the call back; `Fail`, `Crash` and `Panic` fail, `Nothing` has no output, `Slow`
-/// waits for the test to open its gate.
+/// waits for the test to open its gate, `Events` answers with an event stream.
 #[derive(Default)]
 struct Echo {
     slow_entered: Notify,
@@ -42,6 +45,11 @@ struct Echo {
 
 impl Service for Echo {
     async fn call(&self, call: Call) -> Result<ServiceReply, KinesisError> {
+        if call.operation == "Events" {
+            let events =
+                futures_util::stream::iter(EVENTS.iter().map(|event| Bytes::from_static(event)));
+            return Ok(ServiceReply::Events(Box::pin(events)));
+        }
         self.answer(call).await.map(ServiceReply::Document)
     }
 }
@@ -276,6 +284,26 @@ async fn json_calls_round_trip() {
                 .json()
                 .starts_with(r#"{"Op":"ListStreams","Format":"json","Echo":{},"#)
         );
+    }
+    server.shut_down().await;
+}
+
+/// An event-stream answer (SubscribeToShard's) goes out as it is produced, with its own
+/// content type and the headers of every response.
+#[tokio::test]
+async fn event_stream_replies_are_streamed() {
+    let server = start().await;
+    for protocol in PROTOCOLS {
+        let client = client(protocol);
+        let reply = kinesis(&client, &server, "Events", CBOR, vec![0xA0]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(
+            reply.header("content-type"),
+            "application/vnd.amazon.eventstream"
+        );
+        assert_eq!(reply.header("x-amzn-requestid").len(), 36);
+        assert_eq!(reply.header("access-control-allow-origin"), "*");
+        assert_eq!(reply.body, Bytes::from(EVENTS.concat()));
     }
     server.shut_down().await;
 }
