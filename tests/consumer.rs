@@ -20,6 +20,8 @@ use std::time::Duration;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::types::ScalingType;
+use riffle_client::ops::leases::Lease;
+use riffle_client::ops::leases::RiffleListLeases;
 use riffle_consumer::Client as LeaseClient;
 use riffle_control::leases::checkpoint_key;
 use riffle_tests::RiffleProcess;
@@ -27,7 +29,6 @@ use riffle_tests::client;
 use riffle_tests::create_active_stream;
 use riffle_tests::stream_name;
 use riffle_tests::workspace_binary;
-use serde_json::json;
 
 /// A worker process of the example binary, killed when dropped.
 struct WorkerProcess(Child);
@@ -72,44 +73,38 @@ struct Observed {
 /// Watches the lease table: checkpoints only move forward, and a child is owned or
 /// checkpointed only once each parent is at SHARD_END.
 async fn observe(leases: LeaseClient, observed: Arc<Mutex<Observed>>, stop: Arc<AtomicBool>) {
+    let list = RiffleListLeases {
+        application_name: "app".to_string(),
+    };
     while !stop.load(Ordering::Relaxed) {
-        if let Ok(table) = leases
-            .call("RiffleListLeases", json!({"ApplicationName": "app"}))
-            .await
-        {
-            let list = table["Leases"].as_array().cloned().unwrap_or_default();
-            let by_shard: HashMap<String, serde_json::Value> = list
+        if let Ok(table) = leases.call(&list).await {
+            let by_shard: HashMap<&str, &Lease> = table
+                .leases
                 .iter()
-                .map(|lease| {
-                    (
-                        lease["ShardId"].as_str().unwrap().to_string(),
-                        lease.clone(),
-                    )
-                })
+                .map(|lease| (lease.shard_id.as_str(), lease))
                 .collect();
             let mut observed = observed.lock().unwrap();
-            for lease in &list {
-                let shard = lease["ShardId"].as_str().unwrap().to_string();
-                if let Some(owner) = lease["Owner"].as_str() {
+            for lease in &table.leases {
+                let shard = lease.shard_id.clone();
+                if let Some(owner) = &lease.owner {
                     observed
                         .owners_seen
                         .entry(shard.clone())
                         .or_default()
-                        .insert(owner.to_string());
+                        .insert(owner.clone());
                 }
-                let active = lease["Owner"].is_string() || lease["Checkpoint"].is_string();
-                for parent in lease["ParentShardIds"].as_array().into_iter().flatten() {
-                    let parent = parent.as_str().unwrap();
-                    let finished = by_shard
-                        .get(parent)
-                        .is_none_or(|p| p["Checkpoint"] == riffle_consumer::SHARD_END);
-                    if active && lease["Checkpoint"].is_string() && !finished {
+                let active = lease.owner.is_some() || lease.checkpoint.is_some();
+                for parent in &lease.parent_shard_ids {
+                    let finished = by_shard.get(parent.as_str()).is_none_or(|p| {
+                        p.checkpoint.as_deref() == Some(riffle_consumer::SHARD_END)
+                    });
+                    if active && lease.checkpoint.is_some() && !finished {
                         observed.violations.push(format!(
                             "{shard} checkpointed before its parent {parent} finished"
                         ));
                     }
                 }
-                if let Some(checkpoint) = lease["Checkpoint"].as_str() {
+                if let Some(checkpoint) = lease.checkpoint.as_deref() {
                     if let Some(previous) = observed.checkpoints.get(&shard)
                         && checkpoint_key(Some(checkpoint)) < checkpoint_key(Some(previous))
                     {
@@ -201,16 +196,21 @@ async fn run(fan_out: bool) {
     tokio::time::sleep(Duration::from_secs(6)).await;
     // w1 dies holding leases: w2 must take them over from w1's checkpoints.
     let held_by_w1: Vec<String> = {
+        let list = RiffleListLeases {
+            application_name: "app".to_string(),
+        };
         let table = LeaseClient::new(vec![endpoint.clone()])
-            .call("RiffleListLeases", json!({"ApplicationName": "app"}))
+            .call(&list)
             .await
             .unwrap();
-        table["Leases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|lease| lease["Owner"] == "w1" && lease["Checkpoint"] != "SHARD_END")
-            .map(|lease| lease["ShardId"].as_str().unwrap().to_string())
+        table
+            .leases
+            .into_iter()
+            .filter(|lease| {
+                lease.owner.as_deref() == Some("w1")
+                    && lease.checkpoint.as_deref() != Some(riffle_consumer::SHARD_END)
+            })
+            .map(|lease| lease.shard_id)
             .collect()
     };
     drop(w1.take());

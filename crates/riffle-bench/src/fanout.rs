@@ -12,14 +12,13 @@ use std::time::Duration;
 use std::time::Instant;
 
 use anyhow::bail;
-use bytes::Bytes;
-use bytes::BytesMut;
-use http_body_util::BodyExt;
-use http_body_util::Full;
-use riffle_types::eventstream::Message;
+use riffle_client::Client;
+use riffle_client::Spread;
+use riffle_client::StartingPosition;
+use riffle_client::ops::consumers::SubscribeToShard;
+use riffle_client::ops::consumers::SubscriptionEvent;
 
 use crate::Args;
-use crate::HttpClient;
 use crate::ledger;
 use crate::ledger::Ledger;
 
@@ -33,8 +32,7 @@ struct Shared {
 /// Reads one shard's subscriptions until stopped, re-subscribing after the 5-minute limit or an
 /// exception from the last continuation.
 async fn subscriber(
-    client: HttpClient,
-    endpoint: String,
+    client: Client,
     consumer: String,
     shard: String,
     shared: Arc<Shared>,
@@ -42,67 +40,49 @@ async fn subscriber(
     let mut continuation: Option<String> = None;
     let mut first = true;
     while !shared.ledger.stopped() {
-        let position = match &continuation {
-            Some(sequence) => {
-                serde_json::json!({"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": sequence})
-            }
-            None => serde_json::json!({"Type": "LATEST"}),
+        let input = SubscribeToShard {
+            consumer_arn: consumer.clone(),
+            shard_id: shard.clone(),
+            starting_position: match &continuation {
+                Some(sequence) => StartingPosition::AfterSequenceNumber(sequence.clone()),
+                None => StartingPosition::Latest,
+            },
         };
-        let body = serde_json::json!({"ConsumerARN": consumer, "ShardId": shard, "StartingPosition": position});
-        let request = http::Request::post(&endpoint)
-            .header("x-amz-target", "Kinesis_20131202.SubscribeToShard")
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(Full::new(Bytes::from(serde_json::to_vec(&body)?)))?;
-        let response = client.request(request).await?;
-        if response.status() != 200 {
-            let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            let text = String::from_utf8_lossy(&body).into_owned();
-            if text.contains("ResourceInUseException") {
+        let mut subscription = match client.subscribe_to_shard(&input).await {
+            Ok(subscription) => subscription,
+            Err(error) if error.is("ResourceInUseException") => {
                 // The previous subscription is younger than 5 seconds.
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            bail!("SubscribeToShard {shard}: {status} {text}");
-        }
-        let mut body = response.into_body();
-        let mut buffer = BytesMut::new();
-        'frames: while let Some(frame) = body.frame().await {
-            let Ok(data) = frame?.into_data() else {
-                continue;
+            Err(error) => bail!("SubscribeToShard {shard}: {error}"),
+        };
+        loop {
+            let event = match subscription.next().await {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                // An exception event ends the subscription; the next one resumes.
+                Err(error) if error.service().is_some() => {
+                    shared
+                        .exceptions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(error.code().unwrap_or("?").to_string());
+                    break;
+                }
+                Err(error) => bail!("SubscribeToShard {shard}: {error}"),
             };
             let received = ledger::now_micros();
-            buffer.extend_from_slice(&data);
-            loop {
-                let (message, used) = match Message::decode(&buffer) {
-                    Ok(decoded) => decoded,
-                    Err(riffle_types::eventstream::DecodeError::Incomplete(_)) => break,
-                    Err(error) => bail!("bad event-stream message: {error:?}"),
-                };
-                let _ = buffer.split_to(used);
-                match message.header(":message-type") {
-                    Some("exception") => {
-                        let kind = message.header(":exception-type").unwrap_or("?").to_string();
-                        shared
-                            .exceptions
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(kind);
-                        break 'frames;
+            match event {
+                SubscriptionEvent::Started => {
+                    if first {
+                        first = false;
+                        shared.subscribed.fetch_add(1, Ordering::Relaxed);
                     }
-                    _ if message.header(":event-type") == Some("initial-response") => {
-                        if first {
-                            first = false;
-                            shared.subscribed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    _ => {
-                        let event: serde_json::Value = serde_json::from_slice(&message.payload)?;
-                        if let Some(sequence) = event["ContinuationSequenceNumber"].as_str() {
-                            continuation = Some(sequence.to_string());
-                        }
-                        shared.ledger.record_read(&event["Records"], received)?;
-                    }
+                }
+                SubscriptionEvent::Records(event) => {
+                    continuation = Some(event.continuation_sequence_number);
+                    shared.ledger.record_read(&event.records, received)?;
                 }
             }
             if shared.ledger.stopped() {
@@ -114,9 +94,9 @@ async fn subscriber(
 }
 
 /// Runs the fan-out latency benchmark and prints its report.
-pub async fn run(client: HttpClient, args: &Args) -> anyhow::Result<()> {
+pub async fn run(client: Client, args: &Args) -> anyhow::Result<()> {
     let (write_endpoints, subscribe_endpoint) = ledger::split_endpoints(&args.endpoint)?;
-    let consumer_client = riffle_consumer::Client::new(vec![subscribe_endpoint.clone()]);
+    let consumer_client = client.with_endpoints(vec![subscribe_endpoint], Spread::Sticky);
     let consumer =
         riffle_consumer::ensure_consumer(&consumer_client, &args.stream, "riffle-bench").await?;
     let shards = ledger::shard_ids(&consumer_client, &args.stream).await?;
@@ -128,8 +108,7 @@ pub async fn run(client: HttpClient, args: &Args) -> anyhow::Result<()> {
     let mut subscribers = Vec::new();
     for shard in &shards {
         subscribers.push(tokio::spawn(subscriber(
-            client.clone(),
-            subscribe_endpoint.clone(),
+            consumer_client.clone(),
             consumer.clone(),
             shard.clone(),
             shared.clone(),

@@ -17,15 +17,18 @@ use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
 use anyhow::Context;
-use base64::Engine as _;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use rand::Rng;
+use riffle_client::Client;
+use riffle_client::Spread;
+use riffle_client::ops::records::PutRecords;
+use riffle_client::ops::records::PutRecordsEntry;
+use riffle_client::ops::records::Record;
+use riffle_client::ops::streams::ListShards;
 use tokio::task::JoinHandle;
 
 use crate::Args;
-use crate::HttpClient;
-use crate::call;
 
 /// Bytes at the start of every record's data: its id and its call's scheduled time (µs since
 /// the epoch), both big-endian u64.
@@ -54,19 +57,13 @@ pub fn split_endpoints(endpoints: &[String]) -> anyhow::Result<(Vec<String>, Str
 }
 
 /// The stream's open shards.
-pub async fn shard_ids(
-    client: &riffle_consumer::Client,
-    stream: &str,
-) -> anyhow::Result<Vec<String>> {
-    let listed = client
-        .call("ListShards", serde_json::json!({"StreamName": stream}))
-        .await?;
-    Ok(listed["Shards"]
-        .as_array()
-        .context("no Shards")?
-        .iter()
-        .filter(|shard| shard["SequenceNumberRange"]["EndingSequenceNumber"].is_null())
-        .filter_map(|shard| shard["ShardId"].as_str().map(str::to_string))
+pub async fn shard_ids(client: &Client, stream: &str) -> anyhow::Result<Vec<String>> {
+    let listed = client.call(&ListShards::first_page(stream)).await?;
+    Ok(listed
+        .shards
+        .into_iter()
+        .filter(|shard| shard.is_open())
+        .map(|shard| shard.shard_id)
         .collect())
 }
 
@@ -121,14 +118,13 @@ impl Ledger {
 
     /// One read's `Records` (as GetRecords and SubscribeToShard return them), which reached the
     /// reader at `received` (µs since the epoch).
-    pub fn record_read(&self, records: &serde_json::Value, received: u64) -> anyhow::Result<()> {
+    pub fn record_read(&self, records: &[Record], received: u64) -> anyhow::Result<()> {
         let first_measured = self.first_measured.load(Ordering::Relaxed);
         let mut reads = self.reads();
         reads.reads += 1;
-        for record in records.as_array().into_iter().flatten() {
+        for record in records {
             reads.records += 1;
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(record["Data"].as_str().unwrap_or_default())?;
+            let data = &record.data;
             if data.len() < HEADER_BYTES {
                 continue;
             }
@@ -169,13 +165,14 @@ pub struct Written {
 
 /// Open loop for `--warmup` + `--seconds`: one PutRecords call of `--batch` records every
 /// batch/rate seconds, each on its own task whatever the previous calls are doing, spread over
-/// `endpoints`. Returns once every call has been answered.
+/// `endpoints` in turn. Returns once every call has been answered.
 pub async fn write(
-    client: &HttpClient,
+    client: &Client,
     endpoints: &[String],
     args: &Args,
     ledger: &Ledger,
 ) -> anyhow::Result<Written> {
+    let client = client.with_endpoints(endpoints.to_vec(), Spread::RoundRobin);
     let batch = args.batch.max(1);
     let rate = args.rate.unwrap_or(1000).max(1);
     let interval = Duration::from_secs_f64(batch as f64 / rate as f64);
@@ -191,7 +188,6 @@ pub async fn write(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut calls = Vec::new();
-    let mut call_index = 0usize;
     while started.elapsed() < total {
         tick.tick().await;
         if started.elapsed() >= Duration::from_secs(args.warmup)
@@ -202,7 +198,7 @@ pub async fn write(
         let scheduled = now_micros();
         let ids: Vec<u64> = (next_id..next_id + batch as u64).collect();
         next_id += batch as u64;
-        let records: Vec<serde_json::Value> = {
+        let records: Vec<PutRecordsEntry> = {
             let mut rng = rand::rng();
             ids.iter()
                 .map(|id| {
@@ -210,16 +206,18 @@ pub async fn write(
                     data.extend_from_slice(&id.to_be_bytes());
                     data.extend_from_slice(&scheduled.to_be_bytes());
                     data.resize(HEADER_BYTES + padding, 0x5a);
-                    serde_json::json!({
-                        "PartitionKey": format!("pk-{}", rng.random::<u64>()),
-                        "Data": base64::engine::general_purpose::STANDARD.encode(&data),
-                    })
+                    PutRecordsEntry {
+                        partition_key: format!("pk-{}", rng.random::<u64>()),
+                        data: Bytes::from(data),
+                        explicit_hash_key: None,
+                    }
                 })
                 .collect()
         };
-        let body = serde_json::json!({"StreamName": args.stream, "Records": records});
-        let endpoint = endpoints[call_index % endpoints.len()].clone();
-        call_index += 1;
+        let input = PutRecords {
+            stream_name: args.stream.clone(),
+            records,
+        };
         let (client, acknowledged, put_latency, failures) = (
             client.clone(),
             acknowledged.clone(),
@@ -227,19 +225,13 @@ pub async fn write(
             failures.clone(),
         );
         calls.push(tokio::spawn(async move {
-            let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-            let result = call(&client, &endpoint, "PutRecords", body).await;
+            let result = client.call(&input).await;
             let elapsed = now_micros().saturating_sub(scheduled);
             match result {
-                Ok((200, body)) => {
-                    let output: serde_json::Value =
-                        serde_json::from_slice(&body).unwrap_or_default();
+                Ok(output) => {
                     let mut acknowledged = acknowledged.lock().unwrap_or_else(|e| e.into_inner());
-                    for (id, record) in ids
-                        .iter()
-                        .zip(output["Records"].as_array().into_iter().flatten())
-                    {
-                        if record["SequenceNumber"].is_string() {
+                    for (id, record) in ids.iter().zip(&output.records) {
+                        if record.sequence_number.is_some() {
                             acknowledged.insert(*id);
                         } else {
                             failures.fetch_add(1, Ordering::Relaxed);
@@ -250,7 +242,7 @@ pub async fn write(
                         .unwrap_or_else(|e| e.into_inner())
                         .record(elapsed.max(1));
                 }
-                _ => {
+                Err(_) => {
                     failures.fetch_add(ids.len() as u64, Ordering::Relaxed);
                 }
             }

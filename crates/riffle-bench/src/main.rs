@@ -4,8 +4,9 @@
 //! `--mode fanout` measures put-to-deliver latency through SubscribeToShard instead
 //! ([`fanout`]), `--mode poll` put-to-consume latency through GetRecords ([`poll`]).
 //!
-//! It speaks raw HTTP/1.1 + JSON with pre-encoded bodies, so the client spends almost no CPU
-//! (this matters on a 2-core machine where client and server share the cores).
+//! It speaks HTTP/1.1 + JSON through `riffle-client` with bodies encoded before the run, one
+//! keep-alive connection per worker, so the client spends almost no CPU (this matters on a
+//! 2-core machine where client and server share the cores).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -18,16 +19,17 @@ use std::time::Instant;
 
 use anyhow::Context;
 use anyhow::bail;
-use base64::Engine as _;
 use bytes::Bytes;
 use clap::Parser;
 use hdrhistogram::Histogram;
-use http_body_util::BodyExt;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rand::Rng;
+use riffle_client::Client;
+use riffle_client::Encoded;
+use riffle_client::Spread;
+use riffle_client::ops::records::PutRecords;
+use riffle_client::ops::records::PutRecordsEntry;
+use riffle_client::ops::streams::CreateStream;
+use riffle_client::ops::streams::DescribeStreamSummary;
 
 mod fanout;
 mod ledger;
@@ -107,51 +109,23 @@ struct Args {
     timeline: bool,
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-async fn call(
-    client: &HttpClient,
-    endpoint: &str,
-    operation: &str,
-    body: Bytes,
-) -> anyhow::Result<(u16, Bytes)> {
-    let request = http::Request::post(endpoint)
-        .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
-        .header("content-type", "application/x-amz-json-1.1")
-        .body(Full::new(body))?;
-    let response = client.request(request).await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body))
-}
-
-async fn ensure_stream(client: &HttpClient, args: &Args) -> anyhow::Result<()> {
-    let endpoint = &args.endpoint[0];
-    let create = serde_json::json!({"StreamName": args.stream, "ShardCount": args.shards});
-    let (status, body) = call(
-        client,
-        endpoint,
-        "CreateStream",
-        serde_json::to_vec(&create)?.into(),
-    )
-    .await?;
-    if status != 200 && !String::from_utf8_lossy(&body).contains("ResourceInUseException") {
-        bail!(
-            "CreateStream failed: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
+async fn ensure_stream(client: &Client, args: &Args) -> anyhow::Result<()> {
+    let create = CreateStream {
+        stream_name: args.stream.clone(),
+        shard_count: Some(args.shards),
+        ..CreateStream::default()
+    };
+    match client.call(&create).await {
+        Ok(_) => {}
+        Err(error) if error.is("ResourceInUseException") => {}
+        Err(error) => bail!("CreateStream failed: {error}"),
     }
+    let describe = DescribeStreamSummary {
+        stream_name: args.stream.clone(),
+    };
     for _ in 0..600 {
-        let describe = serde_json::json!({"StreamName": args.stream});
-        let (_, body) = call(
-            client,
-            endpoint,
-            "DescribeStreamSummary",
-            serde_json::to_vec(&describe)?.into(),
-        )
-        .await?;
-        let summary: serde_json::Value = serde_json::from_slice(&body)?;
-        if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE" {
+        let summary = client.call(&describe).await?;
+        if summary.stream_description_summary.stream_status == "ACTIVE" {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -159,23 +133,27 @@ async fn ensure_stream(client: &HttpClient, args: &Args) -> anyhow::Result<()> {
     bail!("stream {} did not become ACTIVE", args.stream)
 }
 
-/// Pre-encoded PutRecords bodies with random partition keys (cycled through).
-fn bodies(args: &Args) -> Vec<Bytes> {
+/// PutRecords bodies with random partition keys, encoded once (cycled through).
+fn bodies(args: &Args) -> anyhow::Result<Vec<Encoded<PutRecords>>> {
     let mut rng = rand::rng();
     (0..64)
         .map(|_| {
-            let records: Vec<serde_json::Value> = (0..args.batch)
+            let records: Vec<PutRecordsEntry> = (0..args.batch)
                 .map(|_| {
                     let mut data = vec![0u8; args.record_bytes];
                     rng.fill(&mut data[..]);
-                    serde_json::json!({
-                        "PartitionKey": format!("pk-{}", rng.random::<u64>()),
-                        "Data": base64::engine::general_purpose::STANDARD.encode(&data),
-                    })
+                    PutRecordsEntry {
+                        partition_key: format!("pk-{}", rng.random::<u64>()),
+                        data: Bytes::from(data),
+                        explicit_hash_key: None,
+                    }
                 })
                 .collect();
-            let body = serde_json::json!({"StreamName": args.stream, "Records": records});
-            Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+            let input = PutRecords {
+                stream_name: args.stream.clone(),
+                records,
+            };
+            Ok(Encoded::new(&input)?)
         })
         .collect()
 }
@@ -241,9 +219,11 @@ async fn main() -> anyhow::Result<()> {
         #[cfg(not(feature = "nats"))]
         bail!("this riffle-bench was built without NATS support (cargo build --features nats)");
     }
-    let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(args.connections)
-        .build_http();
+    // One pool of keep-alive connections: each worker has one call in flight, so the pool holds
+    // a connection per worker.
+    let client = Client::builder(args.endpoint.clone())
+        .max_idle_per_host(args.connections)
+        .build();
     ensure_stream(&client, &args)
         .await
         .context("preparing the stream")?;
@@ -252,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Poll => return poll::run(client, &args).await,
         Mode::Put | Mode::Nats => {}
     }
-    let bodies = Arc::new(bodies(&args));
+    let bodies = Arc::new(bodies(&args)?);
     if args.rate.is_some() {
         return open::run(client, &args, bodies).await;
     }
@@ -263,8 +243,11 @@ async fn main() -> anyhow::Result<()> {
     let timeline = Arc::new(Timeline::new(args.warmup + args.seconds + 1));
     let mut workers = Vec::new();
     for connection in 0..args.connections {
-        let client = client.clone();
-        let endpoints = args.endpoint.clone();
+        // Workers start on different endpoints, and move on when theirs fails.
+        let mut endpoints = args.endpoint.clone();
+        let first = connection % endpoints.len();
+        endpoints.rotate_left(first);
+        let client = client.with_endpoints(endpoints, Spread::Sticky);
         let timeline = timeline.clone();
         let bodies = bodies.clone();
         let counters = counters.clone();
@@ -275,18 +258,16 @@ async fn main() -> anyhow::Result<()> {
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                 .expect("valid histogram bounds");
             let mut next = connection;
-            let mut endpoint_index = connection % endpoints.len();
             while !stop.load(Ordering::Relaxed) {
-                let body = bodies[next % bodies.len()].clone();
+                let body = &bodies[next % bodies.len()];
                 next += 1;
                 let started = Instant::now();
-                let result = call(&client, &endpoints[endpoint_index], "PutRecords", body).await;
+                let result = client.call_encoded(body).await;
                 let micros = started.elapsed().as_micros() as u64;
-                let failed = !matches!(result, Ok((200, _)));
-                if failed {
+                if result.is_err() {
                     timeline.error();
-                    // As SDKs do: back off a little, and (unlike them) try another node.
-                    endpoint_index = (endpoint_index + 1) % endpoints.len();
+                    // As SDKs do: back off a little (the client moves to another node when
+                    // this one failed).
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 } else {
                     timeline.success();
@@ -295,18 +276,15 @@ async fn main() -> anyhow::Result<()> {
                     continue;
                 }
                 match result {
-                    Ok((200, body)) => {
+                    Ok(output) => {
                         let _ = histogram.record(micros.max(1));
-                        let failed = serde_json::from_slice::<serde_json::Value>(&body)
-                            .ok()
-                            .and_then(|value| value["FailedRecordCount"].as_u64())
-                            .unwrap_or(batch);
+                        let failed = output.failed_record_count.min(batch);
                         counters
                             .records
-                            .fetch_add(batch - failed.min(batch), Ordering::Relaxed);
+                            .fetch_add(batch - failed, Ordering::Relaxed);
                         counters.failed_records.fetch_add(failed, Ordering::Relaxed);
                     }
-                    _ => {
+                    Err(_) => {
                         counters.errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -10,14 +10,21 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
-use bytes::Bytes;
 use hdrhistogram::Histogram;
+use riffle_client::Client;
+use riffle_client::Encoded;
+use riffle_client::Spread;
+use riffle_client::ops::records::PutRecords;
 
 use crate::Args;
-use crate::HttpClient;
-use crate::call;
 
-pub async fn run(client: HttpClient, args: &Args, bodies: Arc<Vec<Bytes>>) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    args: &Args,
+    bodies: Arc<Vec<Encoded<PutRecords>>>,
+) -> anyhow::Result<()> {
+    // Calls go to the endpoints in turn.
+    let client = client.with_endpoints(args.endpoint.clone(), Spread::RoundRobin);
     let batch = args.batch.max(1) as u64;
     let rate = args.rate.unwrap_or(1000).max(1);
     let interval = Duration::from_secs_f64(batch as f64 / rate as f64);
@@ -37,7 +44,6 @@ pub async fn run(client: HttpClient, args: &Args, bodies: Arc<Vec<Bytes>>) -> an
     while started.elapsed() < total {
         let scheduled = tick.tick().await;
         let measured = started.elapsed() >= warmup;
-        let endpoint = args.endpoint[index % args.endpoint.len()].clone();
         let body = bodies[index % bodies.len()].clone();
         index += 1;
         let (client, histogram, records, failed_records, errors) = (
@@ -48,25 +54,22 @@ pub async fn run(client: HttpClient, args: &Args, bodies: Arc<Vec<Bytes>>) -> an
             errors.clone(),
         );
         calls.push(tokio::spawn(async move {
-            let result = call(&client, &endpoint, "PutRecords", body).await;
+            let result = client.call_encoded(&body).await;
             let micros = scheduled.elapsed().as_micros() as u64;
             if !measured {
                 return;
             }
             match result {
-                Ok((200, body)) => {
-                    let failed = serde_json::from_slice::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|value| value["FailedRecordCount"].as_u64())
-                        .unwrap_or(batch);
-                    records.fetch_add(batch - failed.min(batch), Ordering::Relaxed);
+                Ok(output) => {
+                    let failed = output.failed_record_count.min(batch);
+                    records.fetch_add(batch - failed, Ordering::Relaxed);
                     failed_records.fetch_add(failed, Ordering::Relaxed);
                     let _ = histogram
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .record(micros.max(1));
                 }
-                _ => {
+                Err(_) => {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
             }

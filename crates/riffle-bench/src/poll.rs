@@ -8,13 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use anyhow::bail;
-use riffle_consumer::CallError;
-use riffle_types::ErrorCode;
+use riffle_client::Client;
+use riffle_client::Error;
+use riffle_client::StartingPosition;
+use riffle_client::ops::records::GetRecords;
+use riffle_client::ops::records::GetShardIterator;
 
 use crate::Args;
-use crate::HttpClient;
 use crate::ledger;
 use crate::ledger::Ledger;
 
@@ -23,33 +24,31 @@ const BACKOFF: Duration = Duration::from_millis(100);
 
 /// A shard iterator after `sequence_number`, or at LATEST without one.
 async fn shard_iterator(
-    client: &riffle_consumer::Client,
+    client: &Client,
     stream: &str,
     shard: &str,
     sequence_number: Option<&str>,
 ) -> anyhow::Result<String> {
-    let mut input = serde_json::json!({"StreamName": stream, "ShardId": shard});
-    match sequence_number {
-        Some(sequence_number) => {
-            input["ShardIteratorType"] = "AFTER_SEQUENCE_NUMBER".into();
-            input["StartingSequenceNumber"] = sequence_number.into();
-        }
-        None => input["ShardIteratorType"] = "LATEST".into(),
-    }
-    let output = client.call("GetShardIterator", input).await?;
-    Ok(output["ShardIterator"]
-        .as_str()
-        .with_context(|| format!("GetShardIterator {shard}: no ShardIterator"))?
-        .to_string())
+    let position = match sequence_number {
+        Some(sequence_number) => StartingPosition::AfterSequenceNumber(sequence_number.into()),
+        None => StartingPosition::Latest,
+    };
+    let input = GetShardIterator {
+        stream_name: stream.to_string(),
+        shard_id: shard.to_string(),
+        position,
+    };
+    Ok(client.call(&input).await?.shard_iterator)
 }
 
-fn is_retryable(error: &CallError) -> bool {
-    ErrorCode::from_type_name(&error.code).is_some_and(ErrorCode::is_retryable)
+/// Throttling or a server fault: the service said to try again.
+fn is_retryable(error: &Error) -> bool {
+    error.service().is_some() && error.is_retryable()
 }
 
 /// Reads one shard from `iterator` until stopped or the shard ends.
 async fn poller(
-    client: riffle_consumer::Client,
+    client: Client,
     stream: String,
     shard: String,
     mut iterator: String,
@@ -58,12 +57,15 @@ async fn poller(
 ) -> anyhow::Result<()> {
     let mut last_sequence_number: Option<String> = None;
     while !ledger.stopped() {
-        let input = serde_json::json!({"ShardIterator": iterator});
-        let output = match client.call("GetRecords", input).await {
+        let input = GetRecords {
+            shard_iterator: iterator.clone(),
+            limit: None,
+        };
+        let output = match client.call(&input).await {
             Ok(output) => output,
             // Restart after the last record consumed; before the first one, LATEST is where
             // this reader started (a KCL consumer restarts from its initial position too).
-            Err(error) if error.is(ErrorCode::ExpiredIteratorException.type_name()) => {
+            Err(error) if error.is("ExpiredIteratorException") => {
                 iterator =
                     shard_iterator(&client, &stream, &shard, last_sequence_number.as_deref())
                         .await?;
@@ -75,22 +77,15 @@ async fn poller(
             }
             Err(error) => bail!("GetRecords {shard}: {error}"),
         };
-        ledger.record_read(&output["Records"], ledger::now_micros())?;
-        let records = output["Records"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        if let Some(sequence_number) = records
-            .last()
-            .and_then(|record| record["SequenceNumber"].as_str())
-        {
-            last_sequence_number = Some(sequence_number.to_string());
+        ledger.record_read(&output.records, ledger::now_micros())?;
+        if let Some(last) = output.records.last() {
+            last_sequence_number = Some(last.sequence_number.clone());
         }
-        let Some(next_iterator) = output["NextShardIterator"].as_str() else {
+        let Some(next_iterator) = output.next_shard_iterator else {
             return Ok(()); // the shard was closed and has been read to its end
         };
-        iterator = next_iterator.to_string();
-        if records.is_empty() {
+        iterator = next_iterator;
+        if output.records.is_empty() {
             tokio::time::sleep(idle).await;
         }
     }
@@ -98,9 +93,9 @@ async fn poller(
 }
 
 /// Runs the polling latency benchmark and prints its report.
-pub async fn run(client: HttpClient, args: &Args) -> anyhow::Result<()> {
+pub async fn run(client: Client, args: &Args) -> anyhow::Result<()> {
     let (write_endpoints, read_endpoint) = ledger::split_endpoints(&args.endpoint)?;
-    let reader_client = riffle_consumer::Client::new(vec![read_endpoint]);
+    let reader_client = client.with_endpoints(vec![read_endpoint], riffle_client::Spread::Sticky);
     let shards = ledger::shard_ids(&reader_client, &args.stream).await?;
     let ledger = Arc::new(Ledger::new()?);
     let idle = Duration::from_millis(args.poll_interval_ms);

@@ -19,72 +19,54 @@
 //! - a worker that dies stops renewing; after `lease_duration` the others take its leases and
 //!   resume from its last checkpoints.
 
-mod client;
 mod reader;
 mod worker;
 
-pub use client::CallError;
-pub use client::Client;
 pub use reader::Batch;
 pub use reader::ReadMode;
 pub use reader::ShardReader;
 pub use reader::Start;
+pub use riffle_client::Client;
+pub use riffle_client::Error;
+pub use riffle_client::ops::records::Record;
 pub use worker::ShardProcessor;
 pub use worker::Worker;
 pub use worker::WorkerConfig;
 
-use serde_json::json;
+use riffle_client::ops::consumers::DescribeStreamConsumer;
+use riffle_client::ops::consumers::RegisterStreamConsumer;
+use riffle_client::ops::streams::DescribeStreamSummary;
 
 /// The checkpoint of a shard processed to its end.
 pub const SHARD_END: &str = "SHARD_END";
 
-/// One record as read from a shard.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    pub sequence_number: String,
-    pub partition_key: String,
-    pub data: bytes::Bytes,
-    pub approximate_arrival_ms: u64,
-}
-
 /// Registers the enhanced fan-out consumer `name` on `stream` if it is not registered yet and
 /// waits until it is ACTIVE; returns its ARN.
-pub async fn ensure_consumer(
-    client: &Client,
-    stream: &str,
-    name: &str,
-) -> Result<String, CallError> {
+pub async fn ensure_consumer(client: &Client, stream: &str, name: &str) -> Result<String, Error> {
     let summary = client
-        .call("DescribeStreamSummary", json!({"StreamName": stream}))
+        .call(&DescribeStreamSummary {
+            stream_name: stream.to_string(),
+        })
         .await?;
-    let stream_arn = summary["StreamDescriptionSummary"]["StreamARN"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    match client
-        .call(
-            "RegisterStreamConsumer",
-            json!({"StreamARN": stream_arn, "ConsumerName": name}),
-        )
-        .await
-    {
+    let stream_arn = summary.stream_description_summary.stream_arn;
+    let register = RegisterStreamConsumer {
+        stream_arn: stream_arn.clone(),
+        consumer_name: name.to_string(),
+    };
+    match client.call(&register).await {
         Ok(_) => {}
         Err(error) if error.is("ResourceInUseException") => {}
         Err(error) => return Err(error),
     }
+    let describe = DescribeStreamConsumer {
+        stream_arn: Some(stream_arn),
+        consumer_name: Some(name.to_string()),
+        consumer_arn: None,
+    };
     loop {
-        let described = client
-            .call(
-                "DescribeStreamConsumer",
-                json!({"StreamARN": stream_arn, "ConsumerName": name}),
-            )
-            .await?;
-        let description = &described["ConsumerDescription"];
-        if description["ConsumerStatus"] == "ACTIVE" {
-            return Ok(description["ConsumerARN"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string());
+        let description = client.call(&describe).await?.consumer_description;
+        if description.consumer_status == "ACTIVE" {
+            return Ok(description.consumer_arn);
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }

@@ -4,36 +4,20 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use bytes::BytesMut;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use riffle_types::eventstream::DecodeError;
-use riffle_types::eventstream::Message;
-use serde_json::Value;
-use serde_json::json;
+use riffle_client::Client;
+use riffle_client::Error;
+use riffle_client::NoAnswerKind;
+use riffle_client::StartingPosition;
+use riffle_client::ops::consumers::SubscribeToShard;
+use riffle_client::ops::consumers::Subscription;
+use riffle_client::ops::consumers::SubscriptionEvent;
+use riffle_client::ops::records::GetRecords;
+use riffle_client::ops::records::GetShardIterator;
 
 use crate::Record;
-use crate::client::CallError;
-use crate::client::Client;
 
 /// Where reading starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Start {
-    TrimHorizon,
-    Latest,
-    AfterSequenceNumber(String),
-}
-
-impl Start {
-    fn iterator_fields(&self) -> (&'static str, Option<&str>) {
-        match self {
-            Start::TrimHorizon => ("TRIM_HORIZON", None),
-            Start::Latest => ("LATEST", None),
-            Start::AfterSequenceNumber(number) => ("AFTER_SEQUENCE_NUMBER", Some(number)),
-        }
-    }
-}
+pub type Start = StartingPosition;
 
 /// How a worker reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,30 +36,6 @@ pub struct Batch {
     pub end_of_shard: bool,
 }
 
-fn record_of(value: &Value) -> Option<Record> {
-    Some(Record {
-        sequence_number: value["SequenceNumber"].as_str()?.to_string(),
-        partition_key: value["PartitionKey"].as_str()?.to_string(),
-        data: base64::engine::general_purpose::STANDARD
-            .decode(value["Data"].as_str()?)
-            .ok()?
-            .into(),
-        approximate_arrival_ms: value["ApproximateArrivalTimestamp"]
-            .as_f64()
-            .map(|seconds| (seconds * 1000.0) as u64)
-            .unwrap_or(0),
-    })
-}
-
-fn records_of(output: &Value) -> Vec<Record> {
-    output["Records"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(record_of)
-        .collect()
-}
-
 /// Reads one shard.
 pub struct ShardReader {
     client: Client,
@@ -86,7 +46,7 @@ pub struct ShardReader {
     start: Start,
     iterator: Option<String>,
     consumer_arn: Option<String>,
-    subscription: Option<(Incoming, BytesMut)>,
+    subscription: Option<Subscription>,
     ended: bool,
 }
 
@@ -112,7 +72,7 @@ impl ShardReader {
     }
 
     /// The next batch (possibly empty while the shard is quiet).
-    pub async fn next(&mut self) -> Result<Batch, CallError> {
+    pub async fn next(&mut self) -> Result<Batch, Error> {
         if self.ended {
             return Ok(Batch {
                 records: Vec::new(),
@@ -130,32 +90,28 @@ impl ShardReader {
         Ok(batch)
     }
 
-    async fn poll(&mut self, idle: Duration) -> Result<Batch, CallError> {
+    async fn poll(&mut self, idle: Duration) -> Result<Batch, Error> {
         let iterator = match self.iterator.take() {
             Some(iterator) => iterator,
             None => {
-                let (kind, number) = self.start.iterator_fields();
-                let mut input = json!({"StreamName": self.stream, "ShardId": self.shard_id, "ShardIteratorType": kind});
-                if let Some(number) = number {
-                    input["StartingSequenceNumber"] = json!(number);
-                }
-                let output = self.client.call("GetShardIterator", input).await?;
-                output["ShardIterator"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
+                let input = GetShardIterator {
+                    stream_name: self.stream.clone(),
+                    shard_id: self.shard_id.clone(),
+                    position: self.start.clone(),
+                };
+                self.client.call(&input).await?.shard_iterator
             }
         };
-        let output = self
+        let page = self
             .client
-            .call(
-                "GetRecords",
-                json!({"ShardIterator": iterator, "Limit": 1000}),
-            )
+            .call(&GetRecords {
+                shard_iterator: iterator,
+                limit: Some(1000),
+            })
             .await?;
-        let records = records_of(&output);
-        match output["NextShardIterator"].as_str() {
-            Some(next) => self.iterator = Some(next.to_string()),
+        let records = page.records;
+        match page.next_shard_iterator {
+            Some(next) => self.iterator = Some(next),
             None => {
                 return Ok(Batch {
                     records,
@@ -172,7 +128,7 @@ impl ShardReader {
         })
     }
 
-    async fn consumer_arn(&mut self, name: &str) -> Result<String, CallError> {
+    async fn consumer_arn(&mut self, name: &str) -> Result<String, Error> {
         if let Some(arn) = &self.consumer_arn {
             return Ok(arn.clone());
         }
@@ -181,82 +137,49 @@ impl ShardReader {
         Ok(arn)
     }
 
-    async fn fan_out(&mut self, consumer_name: &str) -> Result<Batch, CallError> {
+    async fn fan_out(&mut self, consumer_name: &str) -> Result<Batch, Error> {
         loop {
-            if self.subscription.is_none() {
-                let consumer_arn = self.consumer_arn(consumer_name).await?;
-                let (kind, number) = self.start.iterator_fields();
-                let mut position = json!({"Type": kind});
-                if let Some(number) = number {
-                    position["SequenceNumber"] = json!(number);
-                }
-                let input = json!({"ConsumerARN": consumer_arn, "ShardId": self.shard_id, "StartingPosition": position});
-                match self.client.subscribe(input).await {
-                    Ok(body) => self.subscription = Some((body, BytesMut::new())),
-                    // The previous holder of this shard subscribed less than 5 seconds ago.
-                    Err(error) if error.is("ResourceInUseException") => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
+            let subscription = match self.subscription.as_mut() {
+                Some(subscription) => subscription,
+                None => {
+                    let input = SubscribeToShard {
+                        consumer_arn: self.consumer_arn(consumer_name).await?,
+                        shard_id: self.shard_id.clone(),
+                        starting_position: self.start.clone(),
+                    };
+                    match self.client.subscribe_to_shard(&input).await {
+                        Ok(subscription) => self.subscription.insert(subscription),
+                        // The previous holder of this shard subscribed less than 5 seconds ago.
+                        Err(error) if error.is("ResourceInUseException") => {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                        Err(error) => return Err(error),
                     }
-                    Err(error) => return Err(error),
                 }
-            }
-            let Some((body, buffer)) = self.subscription.as_mut() else {
-                continue;
             };
-            // A whole message may already be buffered.
-            match Message::decode(buffer) {
-                Ok((message, used)) => {
-                    let _ = buffer.split_to(used);
-                    if let Some(batch) = self.on_message(&message)? {
-                        return Ok(batch);
-                    }
-                    continue;
-                }
-                Err(DecodeError::Incomplete(_)) => {}
-                Err(error) => {
-                    self.subscription = None;
-                    return Err(CallError {
-                        code: "EventStreamError".into(),
-                        message: error.to_string(),
+            match subscription.next().await {
+                Ok(Some(SubscriptionEvent::Records(event))) => {
+                    return Ok(Batch {
+                        records: event.records,
+                        end_of_shard: event.child_shards.is_some(),
                     });
                 }
-            }
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        buffer.extend_from_slice(&data);
-                    }
+                Ok(Some(SubscriptionEvent::Started)) => {}
+                // The subscription ended (5 minutes) or broke: subscribe again from where the
+                // records handed out end.
+                Ok(None)
+                | Err(Error::NoAnswer {
+                    kind: NoAnswerKind::Connection,
+                    ..
+                }) => self.subscription = None,
+                // An exception event or an unreadable message: the caller hears of it, the
+                // next call subscribes again.
+                Err(error) => {
+                    self.subscription = None;
+                    return Err(error);
                 }
-                // The subscription ended (5 minutes) or broke: subscribe again from where
-                // the records handed out end.
-                Some(Err(_)) | None => self.subscription = None,
             }
         }
-    }
-
-    /// One event-stream message: a batch for a SubscribeToShardEvent, nothing for the
-    /// initial response, an error for an exception.
-    fn on_message(&mut self, message: &Message) -> Result<Option<Batch>, CallError> {
-        if message.header(":message-type") == Some("exception") {
-            self.subscription = None;
-            let payload: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
-            return Err(CallError {
-                code: message
-                    .header(":exception-type")
-                    .unwrap_or("Exception")
-                    .to_string(),
-                message: payload["message"].as_str().unwrap_or_default().to_string(),
-            });
-        }
-        if message.header(":event-type") != Some("SubscribeToShardEvent") {
-            return Ok(None);
-        }
-        let event: Value = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
-        let end_of_shard = event["ChildShards"].is_array();
-        Ok(Some(Batch {
-            records: records_of(&event),
-            end_of_shard,
-        }))
     }
 }

@@ -9,15 +9,22 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
-use serde_json::Value;
-use serde_json::json;
+use riffle_client::Client;
+use riffle_client::Error;
+use riffle_client::ops::leases::Lease;
+use riffle_client::ops::leases::LeaseCounter;
+use riffle_client::ops::leases::LeaseTable;
+use riffle_client::ops::leases::RiffleCheckpoint;
+use riffle_client::ops::leases::RiffleListLeases;
+use riffle_client::ops::leases::RiffleReleaseLease;
+use riffle_client::ops::leases::RiffleRenewLeases;
+use riffle_client::ops::leases::RiffleSyncLeases;
+use riffle_client::ops::leases::RiffleTakeLease;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Record;
 use crate::SHARD_END;
-use crate::client::CallError;
-use crate::client::Client;
 use crate::reader::ReadMode;
 use crate::reader::ShardReader;
 use crate::reader::Start;
@@ -65,40 +72,6 @@ impl WorkerConfig {
 }
 
 type Factory = Arc<dyn Fn(&str) -> Box<dyn ShardProcessor> + Send + Sync>;
-
-/// A lease as the table shows it.
-#[derive(Clone, Debug)]
-struct Lease {
-    shard_id: String,
-    parents: Vec<String>,
-    owner: Option<String>,
-    counter: u64,
-    checkpoint: Option<String>,
-}
-
-fn lease_of(value: &Value) -> Option<Lease> {
-    Some(Lease {
-        shard_id: value["ShardId"].as_str()?.to_string(),
-        parents: value["ParentShardIds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|parent| parent.as_str().map(str::to_string))
-            .collect(),
-        owner: value["Owner"].as_str().map(str::to_string),
-        counter: value["Counter"].as_u64()?,
-        checkpoint: value["Checkpoint"].as_str().map(str::to_string),
-    })
-}
-
-fn leases_of(value: &Value, member: &str) -> Vec<Lease> {
-    value[member]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(lease_of)
-        .collect()
-}
 
 /// A shard this worker processes.
 struct Held {
@@ -156,14 +129,16 @@ impl Worker {
             if let Some(held) = self.held.remove(&shard_id) {
                 held.stop.send_replace(true);
                 let _ = held.task.await;
-                let _ = self
-                    .client
-                    .call(
-                        "RiffleReleaseLease",
-                        json!({"ApplicationName": self.config.application, "ShardId": shard_id, "Owner": self.config.worker_id}),
-                    )
-                    .await;
+                let _ = self.client.call(&self.release(&shard_id)).await;
             }
+        }
+    }
+
+    fn release(&self, shard_id: &str) -> RiffleReleaseLease {
+        RiffleReleaseLease {
+            application_name: self.config.application.clone(),
+            shard_id: shard_id.to_string(),
+            owner: self.config.worker_id.clone(),
         }
     }
 
@@ -172,7 +147,7 @@ impl Worker {
         self.held.keys().cloned().collect()
     }
 
-    async fn step(&mut self, sync: bool) -> Result<(), CallError> {
+    async fn step(&mut self, sync: bool) -> Result<(), Error> {
         self.renew().await?;
         let finished: Vec<String> = self
             .held
@@ -180,44 +155,30 @@ impl Worker {
             .filter(|(_, held)| held.finished.load(Ordering::Acquire) || held.task.is_finished())
             .map(|(shard_id, _)| shard_id.clone())
             .collect();
-        let app = &self.config.application;
         for shard_id in &finished {
             self.held.remove(shard_id);
-            let _ = self
-                .client
-                .call(
-                    "RiffleReleaseLease",
-                    json!({"ApplicationName": app, "ShardId": shard_id, "Owner": self.config.worker_id}),
-                )
-                .await;
+            let _ = self.client.call(&self.release(shard_id)).await;
         }
         // New shards (after a reshard) get leases when the table is synced.
-        let table = if sync || !finished.is_empty() || self.seen.is_empty() {
-            self.client
-                .call(
-                    "RiffleSyncLeases",
-                    json!({"ApplicationName": app, "StreamName": self.config.stream}),
-                )
-                .await?
+        let sync_leases = RiffleSyncLeases {
+            application_name: self.config.application.clone(),
+            stream_name: self.config.stream.clone(),
+        };
+        let table: LeaseTable = if sync || !finished.is_empty() || self.seen.is_empty() {
+            self.client.call(&sync_leases).await?
         } else {
-            match self
-                .client
-                .call("RiffleListLeases", json!({"ApplicationName": app}))
-                .await
-            {
+            let list = RiffleListLeases {
+                application_name: self.config.application.clone(),
+            };
+            match self.client.call(&list).await {
                 Ok(table) => table,
                 Err(error) if error.is("ResourceNotFoundException") => {
-                    self.client
-                        .call(
-                            "RiffleSyncLeases",
-                            json!({"ApplicationName": app, "StreamName": self.config.stream}),
-                        )
-                        .await?
+                    self.client.call(&sync_leases).await?
                 }
                 Err(error) => return Err(error),
             }
         };
-        let leases = leases_of(&table, "Leases");
+        let leases = table.leases;
         let now = Instant::now();
         for lease in &leases {
             let changed = self
@@ -238,25 +199,26 @@ impl Worker {
     }
 
     /// Renews every held lease; the ones that could not be renewed are lost.
-    async fn renew(&mut self) -> Result<(), CallError> {
+    async fn renew(&mut self) -> Result<(), Error> {
         if self.held.is_empty() {
             self.last_renewed = Instant::now();
             return Ok(());
         }
-        let leases: Vec<Value> = self
+        let leases: Vec<LeaseCounter> = self
             .held
             .iter()
             .filter(|(_, held)| !held.finished.load(Ordering::Acquire))
-            .map(|(shard_id, held)| json!({"ShardId": shard_id, "Counter": held.counter}))
+            .map(|(shard_id, held)| LeaseCounter {
+                shard_id: shard_id.clone(),
+                counter: held.counter,
+            })
             .collect();
-        let renewed = match self
-            .client
-            .call(
-                "RiffleRenewLeases",
-                json!({"ApplicationName": self.config.application, "Owner": self.config.worker_id, "Leases": leases}),
-            )
-            .await
-        {
+        let input = RiffleRenewLeases {
+            application_name: self.config.application.clone(),
+            owner: self.config.worker_id.clone(),
+            leases,
+        };
+        let renewed = match self.client.call(&input).await {
             Ok(renewed) => renewed,
             Err(error) => {
                 // Unrenewed for a whole lease duration: others may hold them by now.
@@ -267,7 +229,8 @@ impl Worker {
             }
         };
         self.last_renewed = Instant::now();
-        let renewed: HashMap<String, u64> = leases_of(&renewed, "Leases")
+        let renewed: HashMap<String, u64> = renewed
+            .leases
             .into_iter()
             .map(|lease| (lease.shard_id, lease.counter))
             .collect();
@@ -315,22 +278,18 @@ impl Worker {
     }
 
     async fn take(&mut self, lease: &Lease) {
-        let taken = self
-            .client
-            .call(
-                "RiffleTakeLease",
-                json!({"ApplicationName": self.config.application, "ShardId": lease.shard_id, "Owner": self.config.worker_id, "Counter": lease.counter}),
-            )
-            .await;
-        let taken = match taken {
-            Ok(taken) => taken,
+        let input = RiffleTakeLease {
+            application_name: self.config.application.clone(),
+            shard_id: lease.shard_id.clone(),
+            owner: self.config.worker_id.clone(),
+            counter: lease.counter,
+        };
+        let taken = match self.client.call(&input).await {
+            Ok(taken) => taken.lease,
             Err(error) => {
                 tracing::debug!(shard = %lease.shard_id, %error, "lease not taken");
                 return;
             }
-        };
-        let Some(taken) = lease_of(&taken["Lease"]) else {
-            return;
         };
         tracing::info!(
             worker = %self.config.worker_id,
@@ -386,10 +345,14 @@ async fn process_shard(
         start,
     );
     let checkpoint = |at: String| {
-        client.call(
-            "RiffleCheckpoint",
-            json!({"ApplicationName": config.application, "ShardId": shard_id, "Owner": config.worker_id, "Checkpoint": at}),
-        )
+        let input = RiffleCheckpoint {
+            application_name: config.application.clone(),
+            shard_id: shard_id.clone(),
+            owner: config.worker_id.clone(),
+            checkpoint: at,
+        };
+        let client = client.clone();
+        async move { client.call(&input).await }
     };
     loop {
         let batch = tokio::select! {
@@ -473,7 +436,7 @@ fn choose<'l>(view: &View<'_>, leases: &'l [Lease]) -> Vec<&'l Lease> {
     let ready: Vec<&Lease> = leases
         .iter()
         .filter(|lease| lease.checkpoint.as_deref() != Some(SHARD_END))
-        .filter(|lease| lease.parents.iter().all(|parent| done(parent)))
+        .filter(|lease| lease.parent_shard_ids.iter().all(|parent| done(parent)))
         .collect();
     let mut owners: HashMap<&str, usize> = HashMap::new();
     for lease in &ready {
@@ -527,7 +490,7 @@ mod tests {
     ) -> Lease {
         Lease {
             shard_id: shard.into(),
-            parents: parents.iter().map(|p| p.to_string()).collect(),
+            parent_shard_ids: parents.iter().map(|p| p.to_string()).collect(),
             owner: owner.map(str::to_string),
             counter: 1,
             checkpoint: checkpoint.map(str::to_string),

@@ -4,53 +4,42 @@
 #![allow(clippy::print_stdout)]
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::io::Write;
-use std::net::TcpStream;
-use std::net::ToSocketAddrs;
 use std::time::Duration;
 use std::time::Instant;
 
-use anyhow::Context;
-use anyhow::bail;
-use serde_json::Value;
+use riffle_client::Client;
+use riffle_client::status::NodeStatus;
 
 /// Prints the cluster status as a table (or the JSON document with `json`).
 pub fn print(endpoint: &str, json: bool) -> anyhow::Result<()> {
-    let document = request(endpoint, "GET", "/_riffle/status")?;
+    let client = client(endpoint, Duration::from_secs(30));
     if json {
+        let document = block_on(client.status_document())?;
         println!("{}", serde_json::to_string_pretty(&document)?);
         return Ok(());
     }
-    let leader = document["metadata_leader"].as_u64();
-    println!("nodes (asked node {}):", document["node"]);
-    let mut by_az: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for node in document["nodes"].as_array().into_iter().flatten() {
-        by_az
-            .entry(node["az"].as_str().unwrap_or("?").to_string())
-            .or_default()
-            .push(node);
+    let status = block_on(client.status())?;
+    println!("nodes (asked node {}):", status.node);
+    let mut by_az: BTreeMap<&str, Vec<&NodeStatus>> = BTreeMap::new();
+    for node in &status.nodes {
+        by_az.entry(node.az.as_str()).or_default().push(node);
     }
     for (az, nodes) in by_az {
         for node in nodes {
-            let id = node["id"].as_u64().unwrap_or(0);
             let mut notes = Vec::new();
-            if node["draining"].as_bool() == Some(true) {
+            if node.draining {
                 notes.push("draining");
             }
-            if Some(id) == leader {
+            if Some(node.id) == status.metadata_leader {
                 notes.push("metadata leader");
             }
             println!(
-                "  {az:<8} node {id:<3} {:<6} {:<22} {:>5} replicas {:>5} leaders  {}",
-                if node["alive"].as_bool() == Some(true) {
-                    "alive"
-                } else {
-                    "DOWN"
-                },
-                node["address"].as_str().unwrap_or(""),
-                node["replicas"],
-                node["leaders"],
+                "  {az:<8} node {:<3} {:<6} {:<22} {:>5} replicas {:>5} leaders  {}",
+                node.id,
+                if node.alive { "alive" } else { "DOWN" },
+                node.address,
+                node.replicas,
+                node.leaders,
                 notes.join(", ")
             );
         }
@@ -60,37 +49,35 @@ pub fn print(endpoint: &str, json: bool) -> anyhow::Result<()> {
         "  {:<24} {:<22} {:<8} {:<7} {:<10} why",
         "stream", "shard", "state", "leader", "replicas"
     );
-    let node_list = |value: &Value| -> String {
-        let nodes: Vec<String> = value
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|node| node.to_string())
-            .collect();
+    let node_list = |nodes: &[u64]| -> String {
+        let nodes: Vec<String> = nodes.iter().map(u64::to_string).collect();
         nodes.join(",")
     };
-    for shard in document["shards"].as_array().into_iter().flatten() {
-        let mut replicas = node_list(&shard["replicas"]);
-        let learners = node_list(&shard["learners"]);
+    // A node the status could not name shows as `null`, as in the JSON.
+    let node_or_null =
+        |node: Option<u64>| node.map_or_else(|| "null".to_string(), |n| n.to_string());
+    for shard in &status.shards {
+        let mut replicas = node_list(&shard.replicas);
+        let learners = node_list(&shard.learners);
         if !learners.is_empty() {
             replicas = format!("{replicas}+{learners}");
         }
-        let mut why = shard["reason"].as_str().unwrap_or("").to_string();
-        if let Some(moving) = shard["moving"].as_object() {
+        let mut why = shard.reason.clone().unwrap_or_default();
+        if let Some(moving) = &shard.moving {
             why = format!(
                 "MOVING node {} -> {} ({}); {why}",
-                moving["from_node"],
-                moving["to_node"],
-                moving["reason"].as_str().unwrap_or("")
+                node_or_null(moving.from_node),
+                node_or_null(moving.to_node),
+                moving.reason
             );
         }
         println!(
             "  {:<24} {:<22} {:<8} {:<7} {:<10} {}",
-            shard["stream"].as_str().unwrap_or(""),
-            shard["shard_id"].as_str().unwrap_or(""),
-            shard["state"].as_str().unwrap_or(""),
-            shard["leader"]
-                .as_u64()
+            shard.stream,
+            shard.shard_id,
+            shard.state,
+            shard
+                .leader
                 .map(|node| node.to_string())
                 .unwrap_or_else(|| "-".into()),
             replicas,
@@ -102,8 +89,7 @@ pub fn print(endpoint: &str, json: bool) -> anyhow::Result<()> {
 
 /// `riffle node drain N` / `undrain N`: leaders move off the node (or may come back).
 pub fn drain(endpoint: &str, node: u64, draining: bool) -> anyhow::Result<()> {
-    let action = if draining { "drain" } else { "undrain" };
-    request(endpoint, "POST", &format!("/_riffle/nodes/{node}/{action}"))?;
+    block_on(client(endpoint, Duration::from_secs(30)).set_draining(node, draining))?;
     if draining {
         println!(
             "node {node} is draining: its shard leaders move to other nodes and no new replicas are placed on it"
@@ -121,7 +107,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// [`HEALTH_TIMEOUT`] (a node still forming its cluster does not answer yet). Prints one line.
 pub fn health(endpoint: &str) -> bool {
     let started = Instant::now();
-    match request_within(endpoint, "GET", "/_riffle/status", HEALTH_TIMEOUT) {
+    match block_on(client(endpoint, HEALTH_TIMEOUT).status_document()) {
         Ok(document) => {
             println!(
                 "healthy: node {} at {endpoint} answered in {} ms (metadata leader {})",
@@ -132,7 +118,7 @@ pub fn health(endpoint: &str) -> bool {
             true
         }
         Err(error) => {
-            // `{:#}`: the whole context chain; an answer's body may hold line breaks.
+            // An answer's body may hold line breaks.
             let reason = format!("{error:#}").replace(['\r', '\n'], " ");
             println!("unhealthy: {endpoint}: {reason}");
             false
@@ -140,84 +126,19 @@ pub fn health(endpoint: &str) -> bool {
     }
 }
 
-/// `method` `{endpoint}{path}` over plain HTTP/1.1; the JSON answer.
-fn request(endpoint: &str, method: &str, path: &str) -> anyhow::Result<Value> {
-    request_within(endpoint, method, path, Duration::from_secs(30))
+/// A client of the one node at `endpoint` (no other node is asked), `timeout` per request.
+fn client(endpoint: &str, timeout: Duration) -> Client {
+    Client::builder(vec![endpoint.to_string()])
+        .timeout(timeout)
+        .build()
 }
 
-/// [`request`], giving up once `timeout` has passed (connecting, sending and reading together).
-fn request_within(
-    endpoint: &str,
-    method: &str,
-    path: &str,
-    timeout: Duration,
-) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + timeout;
-    let remaining = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|left| !left.is_zero())
-            .with_context(|| format!("no complete answer within {timeout:?}"))
-    };
-    let authority = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    if endpoint.starts_with("https://") {
-        bail!("only http:// endpoints are supported");
-    }
-    let mut stream = connect(authority, remaining()?)?;
-    stream.set_write_timeout(Some(remaining()?))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 16 * 1024];
-    loop {
-        stream.set_read_timeout(Some(remaining()?))?;
-        match stream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => response.extend_from_slice(&buffer[..read]),
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                bail!("no complete answer from {authority} within {timeout:?}")
-            }
-            Err(error) => {
-                return Err(error).with_context(|| format!("reading from {authority}"));
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("malformed HTTP response")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!(
-            "{authority} answered: {} {}",
-            head.lines().next().unwrap_or(""),
-            body.trim()
-        );
-    }
-    serde_json::from_str(body).context("status is not JSON")
-}
-
-/// Connects to `authority` (`host:port`, names resolved), trying each address until one answers.
-fn connect(authority: &str, timeout: Duration) -> anyhow::Result<TcpStream> {
-    let addresses = authority
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {authority}"))?;
-    let mut last = None;
-    for address in addresses {
-        match TcpStream::connect_timeout(&address, timeout) {
-            Ok(stream) => return Ok(stream),
-            Err(error) => last = Some(error),
-        }
-    }
-    match last {
-        Some(error) => Err(error).with_context(|| format!("connecting to {authority}")),
-        None => bail!("{authority} resolves to no address"),
-    }
+/// Runs one request on a runtime of its own (these commands do nothing else).
+fn block_on<T>(
+    request: impl std::future::Future<Output = Result<T, riffle_client::Error>>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(request)?)
 }
