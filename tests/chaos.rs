@@ -10,8 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use riffle_chaos::faults::Cluster;
-use riffle_chaos::faults::DockerCluster;
+use riffle_chaos::docker::DockerCluster;
 use riffle_chaos::faults::Fault;
 use riffle_chaos::faults::Target;
 use riffle_chaos::faults::wait_healthy;
@@ -93,7 +92,10 @@ fn free_port() -> u16 {
 async fn chaos(test: &str, schedule: Schedule, reshard_to: Option<u32>) {
     let during_fault = matches!(schedule, Schedule::Single { .. });
     let nodes = start_cluster(test).await;
-    let mut cluster = Cluster::Docker(DockerCluster::discover(&nodes.name).await.unwrap());
+    let mut cluster = DockerCluster::discover(&nodes.name)
+        .await
+        .unwrap()
+        .into_cluster();
     for endpoint in cluster.endpoints() {
         wait_healthy(&endpoint, Duration::from_secs(90))
             .await

@@ -9,50 +9,40 @@ use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::types::ShardIteratorType;
+use bytes::Bytes;
+use riffle_chaos::check::ShardRead;
+use riffle_chaos::history::record_id;
+use riffle_chaos::load::Load;
+use riffle_client::ops::records::Record;
+use riffle_client::status::ClusterStatus;
 use riffle_tests::RiffleCluster;
+use riffle_tests::assert_checked;
 use riffle_tests::client;
+use riffle_tests::read_stream;
+use riffle_tests::start_writers;
 use riffle_tests::stream_name;
 use riffle_tests::wait_active;
 
 /// `GET /_riffle/status` of the node at `endpoint`.
-async fn status_of(endpoint: &str) -> serde_json::Value {
-    let authority = endpoint.trim_start_matches("http://").to_string();
-    let body = tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        use std::io::Write;
-        let mut socket = std::net::TcpStream::connect(&authority).unwrap();
-        write!(
-            socket,
-            "GET /_riffle/status HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        socket.read_to_string(&mut response).unwrap();
-        response
-            .split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or_default()
-    })
-    .await
-    .unwrap();
-    serde_json::from_str(&body).unwrap()
+async fn status_of(endpoint: &str) -> ClusterStatus {
+    riffle_client::Client::new(vec![endpoint.to_string()])
+        .status()
+        .await
+        .unwrap()
 }
 
 /// Which node leads the most shards of `stream`.
 async fn busiest_leader(endpoint: &str, stream: &str) -> usize {
     let status = status_of(endpoint).await;
     let mut counts: HashMap<u64, usize> = HashMap::new();
-    for shard in status["shards"].as_array().unwrap() {
-        if shard["stream"] == stream
-            && let Some(leader) = shard["leader"].as_u64()
+    for shard in &status.shards {
+        if shard.stream == stream
+            && let Some(leader) = shard.leader
         {
             *counts.entry(leader).or_default() += 1;
         }
@@ -64,156 +54,9 @@ async fn busiest_leader(endpoint: &str, stream: &str) -> usize {
         .unwrap_or(1)
 }
 
-#[derive(Default)]
-struct Ledger {
-    acked: HashMap<String, (String, String)>,
-    ambiguous: HashSet<String>,
-    attempted: HashSet<String>,
-}
-
-async fn writer(
-    clients: Vec<Client>,
-    name: String,
-    writer: usize,
-    ledger: Arc<Mutex<Ledger>>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut next = 0usize;
-    let mut target = writer;
-    while !stop.load(Ordering::Relaxed) {
-        target += 1;
-        let client = &clients[target % clients.len()];
-        let ids: Vec<String> = (0..10)
-            .map(|i| format!("w{writer}-{:06}", next + i))
-            .collect();
-        next += ids.len();
-        let entries: Vec<_> = ids
-            .iter()
-            .map(|id| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(format!("writer-{writer}"))
-                    .data(Blob::new(id.as_bytes()))
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        ledger.lock().unwrap().attempted.extend(ids.iter().cloned());
-        let result = client
-            .put_records()
-            .stream_name(&name)
-            .set_records(Some(entries))
-            .send()
-            .await;
-        {
-            let mut ledger = ledger.lock().unwrap();
-            match result {
-                Ok(output) => {
-                    for (id, record) in ids.iter().zip(output.records()) {
-                        match (record.shard_id(), record.sequence_number()) {
-                            (Some(shard), Some(sequence)) => {
-                                ledger
-                                    .acked
-                                    .insert(id.clone(), (shard.to_string(), sequence.to_string()));
-                            }
-                            _ => {
-                                ledger.ambiguous.insert(id.clone());
-                            }
-                        }
-                    }
-                }
-                Err(_) => ledger.ambiguous.extend(ids.iter().cloned()),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-async fn read_all(kinesis: &Client, name: &str) -> BTreeMap<String, Vec<(String, String)>> {
-    let shards = kinesis
-        .list_shards()
-        .stream_name(name)
-        .send()
-        .await
-        .unwrap();
-    let mut out = BTreeMap::new();
-    for shard in shards.shards() {
-        let mut iterator = kinesis
-            .get_shard_iterator()
-            .stream_name(name)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator()
-            .unwrap()
-            .to_string();
-        let mut records = Vec::new();
-        loop {
-            let page = kinesis
-                .get_records()
-                .shard_iterator(&iterator)
-                .send()
-                .await
-                .unwrap();
-            for record in page.records() {
-                records.push((
-                    String::from_utf8(record.data().as_ref().to_vec()).unwrap(),
-                    record.sequence_number().to_string(),
-                ));
-            }
-            match page.next_shard_iterator() {
-                Some(next) if !page.records().is_empty() => iterator = next.to_string(),
-                _ => break,
-            }
-        }
-        out.insert(shard.shard_id().to_string(), records);
-    }
-    out
-}
-
-/// Shards in index order (children come after their parents), so each writer's records (one
-/// partition key) must come out in the order written even across resharding.
-fn check(ledger: &Ledger, stored: &BTreeMap<String, Vec<(String, String)>>) {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut positions: HashMap<&str, (&str, &str)> = HashMap::new();
-    let mut last_per_writer: HashMap<&str, &str> = HashMap::new();
-    for (shard, records) in stored {
-        for window in records.windows(2) {
-            assert!(
-                window[0].1 < window[1].1,
-                "shard {shard}: sequence numbers not increasing"
-            );
-        }
-        for (id, sequence) in records {
-            assert!(ledger.attempted.contains(id), "phantom record {id}");
-            *seen.entry(id.as_str()).or_default() += 1;
-            positions.insert(id.as_str(), (shard.as_str(), sequence.as_str()));
-            let writer = id.split('-').next().unwrap_or_default();
-            if let Some(previous) = last_per_writer.insert(writer, id.as_str()) {
-                assert!(
-                    id.as_str() > previous,
-                    "{shard}: {id} stored after {previous}"
-                );
-            }
-        }
-    }
-    for (id, count) in &seen {
-        assert!(
-            *count == 1 || ledger.ambiguous.contains(*id),
-            "{id} stored {count} times"
-        );
-    }
-    for (id, (shard, sequence)) in &ledger.acked {
-        let stored = positions
-            .get(id.as_str())
-            .unwrap_or_else(|| panic!("acknowledged record {id} lost"));
-        assert_eq!(
-            *stored,
-            (shard.as_str(), sequence.as_str()),
-            "record {id} changed"
-        );
-    }
+/// Six writers (one partition key each, ten records a call) through `endpoints`.
+fn writers(endpoints: &[String], stream: &str) -> Load {
+    start_writers(endpoints, stream, 6, 10, Duration::from_millis(2))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -290,29 +133,18 @@ async fn any_node_serves_any_request() {
     }
     // Replicas are spread: three shards, three replicas each, on three different nodes (AZs).
     let status = status_of(&cluster.endpoint(2)).await;
-    let shards: Vec<&serde_json::Value> = status["shards"]
-        .as_array()
-        .unwrap()
+    let shards: Vec<_> = status
+        .shards
         .iter()
-        .filter(|shard| shard["stream"] == name.as_str())
+        .filter(|shard| shard.stream == name)
         .collect();
     assert_eq!(shards.len(), 3);
     for shard in shards {
-        let mut replicas: Vec<u64> = shard["replicas"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|r| r.as_u64())
-            .collect();
+        let mut replicas = shard.replicas.clone();
         replicas.sort_unstable();
-        assert_eq!(replicas, [1, 2, 3], "{shard}");
+        assert_eq!(replicas, [1, 2, 3], "{shard:?}");
     }
-    let azs: HashSet<&str> = status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|node| node["az"].as_str())
-        .collect();
+    let azs: HashSet<&str> = status.nodes.iter().map(|node| node.az.as_str()).collect();
     assert_eq!(azs.len(), 3);
 }
 
@@ -334,38 +166,23 @@ async fn killing_a_shard_leader_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let victim = busiest_leader(&cluster.endpoint(1), &name).await;
 
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..6)
-        .map(|w| {
-            tokio::spawn(writer(
-                clients.clone(),
-                name.clone(),
-                w,
-                ledger.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let endpoints: Vec<String> = (1..=3).map(|id| cluster.endpoint(id)).collect();
+    let mut load = writers(&endpoints, &name);
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.kill9(victim).unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let acked_while_down = ledger.lock().unwrap().acked.len();
+    let acked_while_down = load.acknowledged();
     cluster.restart(victim).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    let history = load.stop().await;
     assert!(
-        ledger.acked.len() > acked_while_down,
+        history.acknowledged() > acked_while_down,
         "writes resumed after the restart"
     );
     // The restarted node caught up: reading through each node gives everything.
-    for id in 1..=3 {
-        let stored = read_all(&client(&cluster.endpoint(id)), &name).await;
-        check(&ledger, &stored);
+    for endpoint in &endpoints {
+        let stored = read_stream(endpoint, &name).await;
+        assert_checked(endpoint, &history, &stored);
     }
 }
 
@@ -385,9 +202,7 @@ async fn the_metadata_group_survives_its_leader() {
     wait_active(&first, &name).await.unwrap();
     // Find the metadata leader and kill it.
     let status = status_of(&cluster.endpoint(1)).await;
-    let leader = status["metadata_leader"]
-        .as_u64()
-        .expect("a metadata leader") as usize;
+    let leader = status.metadata_leader.expect("a metadata leader") as usize;
     cluster.kill9(leader).unwrap();
     let survivor = client(&cluster.endpoint(if leader == 1 { 2 } else { 1 }));
     // Control operations work again through a survivor (the SDK retries while it elects).
@@ -429,16 +244,10 @@ async fn the_metadata_group_survives_its_leader() {
 /// leader last recorded them).
 async fn leaders_per_node(endpoint: &str) -> BTreeMap<u64, u64> {
     let status = status_of(endpoint).await;
-    status["nodes"]
-        .as_array()
-        .unwrap()
+    status
+        .nodes
         .iter()
-        .map(|node| {
-            (
-                node["id"].as_u64().unwrap(),
-                node["leaders"].as_u64().unwrap(),
-            )
-        })
+        .map(|node| (node.id, node.leaders))
         .collect()
 }
 
@@ -493,19 +302,8 @@ async fn a_reshard_overlapping_a_node_kill_loses_nothing() {
         .await
         .unwrap();
     wait_active(&clients[0], &name).await.unwrap();
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..6)
-        .map(|w| {
-            tokio::spawn(writer(
-                clients.clone(),
-                name.clone(),
-                w,
-                ledger.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let endpoints: Vec<String> = (1..=3).map(|id| cluster.endpoint(id)).collect();
+    let mut load = writers(&endpoints, &name);
     tokio::time::sleep(Duration::from_secs(2)).await;
     clients[0]
         .update_shard_count()
@@ -522,15 +320,11 @@ async fn a_reshard_overlapping_a_node_kill_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.restart(2).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    let history = load.stop().await;
     assert!(
-        ledger.acked.len() > 100,
+        history.acknowledged() > 100,
         "{} writes acknowledged",
-        ledger.acked.len()
+        history.acknowledged()
     );
     let summary = clients[0]
         .describe_stream_summary()
@@ -545,10 +339,10 @@ async fn a_reshard_overlapping_a_node_kill_loses_nothing() {
             .open_shard_count(),
         8
     );
-    for id in 1..=3 {
-        let stored = read_all(&client(&cluster.endpoint(id)), &name).await;
+    for endpoint in &endpoints {
+        let stored = read_stream(endpoint, &name).await;
         assert_eq!(stored.len(), 12, "4 parents and 8 children");
-        check(&ledger, &stored);
+        assert_checked(endpoint, &history, &stored);
     }
 }
 
@@ -587,16 +381,14 @@ async fn a_subscription_follows_its_shard_across_a_leader_kill() {
             .await
             .unwrap();
 
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(writer(
-        vec![client(&cluster.endpoint(via))],
-        name.clone(),
-        0,
-        ledger.clone(),
-        stop.clone(),
-    ));
-    let delivered = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let mut load = start_writers(
+        &[cluster.endpoint(via)],
+        &name,
+        1,
+        10,
+        Duration::from_millis(2),
+    );
+    let delivered = Arc::new(Mutex::new(Vec::<Record>::new()));
     let receiving = {
         let delivered = delivered.clone();
         tokio::spawn(async move {
@@ -610,10 +402,12 @@ async fn a_subscription_follows_its_shard_across_a_leader_kill() {
                 if let SubscribeToShardEventStream::SubscribeToShardEvent(event) = event {
                     let mut delivered = delivered.lock().unwrap();
                     for record in event.records() {
-                        delivered.push((
-                            String::from_utf8(record.data().as_ref().to_vec()).unwrap(),
-                            record.sequence_number().to_string(),
-                        ));
+                        delivered.push(Record {
+                            sequence_number: record.sequence_number().to_string(),
+                            partition_key: record.partition_key().unwrap_or_default().to_string(),
+                            data: Bytes::copy_from_slice(record.data().as_ref()),
+                            approximate_arrival_timestamp: None,
+                        });
                     }
                 }
             }
@@ -623,16 +417,17 @@ async fn a_subscription_follows_its_shard_across_a_leader_kill() {
     let before_kill = delivered.lock().unwrap().len();
     cluster.kill9(leader).unwrap();
     tokio::time::sleep(Duration::from_secs(8)).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
-    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    let history = load.stop().await;
     // Everything acknowledged arrives (a few seconds for the last pages).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let done = {
             let delivered = delivered.lock().unwrap();
-            let ids: HashSet<&str> = delivered.iter().map(|(id, _)| id.as_str()).collect();
-            ledger.acked.keys().all(|id| ids.contains(id.as_str()))
+            let ids: HashSet<&str> = delivered
+                .iter()
+                .filter_map(|record| record_id(&record.data))
+                .collect();
+            history.acknowledged_ids().all(|id| ids.contains(id))
         };
         if done || tokio::time::Instant::now() > deadline {
             break;
@@ -648,6 +443,14 @@ async fn a_subscription_follows_its_shard_across_a_leader_kill() {
         "records kept coming after the kill ({before_kill} before, {} in all)",
         delivered.len()
     );
-    let stored = BTreeMap::from([(shard.clone(), delivered)]);
-    check(&ledger, &stored);
+    let stored = [ShardRead {
+        shard_id: shard.clone(),
+        parents: Vec::new(),
+        records: delivered,
+    }];
+    assert_checked(
+        &format!("a subscription through node {subscriber}"),
+        &history,
+        &stored,
+    );
 }

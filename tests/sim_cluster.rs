@@ -1,28 +1,36 @@
 //! Three nodes in one process over the in-process network, driven through the Kinesis API
 //! handlers, under message loss and delay, partitions, an isolated leader, a crash with restart,
-//! and resharding racing a crash. After each fault heals, every shard is read back and checked:
-//! no acknowledged record lost, none invented, none stored twice unless its write was
-//! ambiguous, and each writer's records (one partition key each) in the order they were written,
-//! across split and merged shards too.
+//! and resharding racing a crash. After each fault heals, every shard is read back and checked
+//! with `riffle-chaos`'s history checker: no acknowledged record lost or moved, none invented or
+//! changed, none stored more often than its writes allow, and each writer's records (one
+//! partition key each) in the order they were written, across split and merged shards too.
 //!
 //! The scheduler's work is checked here as well: leaders spread over the nodes and come back to
 //! a node that returns, a node down past the repair grace has its replicas rebuilt, and an
 //! on-demand stream under load gains shards by itself.
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use riffle_api::Api;
 use riffle_api::Operation;
+use riffle_api::wire;
+use riffle_api::wire::Format;
 use riffle_api::wire::Map;
 use riffle_api::wire::Value;
+use riffle_chaos::history::History;
+use riffle_chaos::load::Load;
+use riffle_chaos::load::LoadConfig;
+use riffle_chaos::read::read_stream;
+use riffle_client::Error as ClientError;
+use riffle_client::Kinesis;
+use riffle_client::NoAnswerKind;
+use riffle_client::ServiceError;
 use riffle_control::model::ShardState;
 use riffle_node::Node;
 use riffle_node::NodeConfig;
@@ -30,6 +38,7 @@ use riffle_node::peer::PeerClient;
 use riffle_node::sim::SimNetwork;
 use riffle_storage::MemStorage;
 use riffle_storage::Storage;
+use riffle_tests::assert_checked;
 use riffle_types::HashKeyRange;
 
 const NODES: u64 = 3;
@@ -238,228 +247,102 @@ async fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -
     }
 }
 
-/// What writers saw: acknowledged records, and records whose write failed in a way that may
-/// still have stored them.
-#[derive(Default)]
-struct Ledger {
-    acked: HashMap<String, (String, String)>,
-    ambiguous: HashSet<String>,
-    attempted: HashSet<String>,
+/// The Kinesis API of the running nodes called in-process, with its input and output as JSON
+/// would carry them over HTTP: each call goes to the next running node (a crashed node's slot
+/// is empty). The history writers and the read-back run on it as on a real cluster.
+#[derive(Clone)]
+struct InProcess {
+    apis: Arc<Mutex<Vec<Option<Arc<Api>>>>>,
+    next: Arc<AtomicUsize>,
 }
 
-async fn write_load(
-    cluster: Arc<Mutex<Vec<Option<Arc<Api>>>>>,
-    name: String,
-    writer: usize,
-    ledger: Arc<Mutex<Ledger>>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut next = 0usize;
-    let mut target = writer;
-    while !stop.load(Ordering::Relaxed) {
-        target += 1;
-        let api = {
-            let apis = cluster.lock().unwrap();
-            apis[target % apis.len()].clone()
-        };
-        let Some(api) = api else { continue };
-        let ids: Vec<String> = (0..10)
-            .map(|i| format!("w{writer}-{:06}", next + i))
-            .collect();
-        next += ids.len();
-        let records: Vec<Value> = ids
-            .iter()
-            .map(|id| {
-                map(vec![
-                    ("PartitionKey", text(&format!("writer-{writer}"))),
-                    ("Data", Value::Bytes(Bytes::from(id.clone()))),
-                ])
-            })
-            .collect();
-        ledger.lock().unwrap().attempted.extend(ids.iter().cloned());
-        let result = call(
-            &api,
-            Operation::PutRecords,
-            map(vec![
-                ("StreamName", text(&name)),
-                ("Records", Value::Array(records)),
-            ]),
-        )
-        .await;
-        record_outcome(&mut ledger.lock().unwrap(), &ids, result);
-        tokio::time::sleep(Duration::from_millis(5)).await;
+impl InProcess {
+    fn new(apis: Arc<Mutex<Vec<Option<Arc<Api>>>>>) -> InProcess {
+        InProcess {
+            apis,
+            next: Arc::default(),
+        }
+    }
+
+    /// Node `api` alone.
+    fn one(api: Arc<Api>) -> InProcess {
+        InProcess::new(Arc::new(Mutex::new(vec![Some(api)])))
+    }
+
+    fn pick(&self) -> Option<Arc<Api>> {
+        let apis = self.apis.lock().unwrap();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..apis.len()).find_map(|offset| apis[(start + offset) % apis.len()].clone())
     }
 }
 
-fn record_outcome(
-    ledger: &mut Ledger,
-    ids: &[String],
-    result: Result<Value, riffle_types::KinesisError>,
-) {
-    match result {
-        Ok(output) => {
-            let results = output
-                .as_map()
-                .and_then(|m| m.get("Records"))
-                .and_then(|r| r.as_array())
-                .map(<[Value]>::to_vec)
-                .unwrap_or_default();
-            for (id, result) in ids.iter().zip(results) {
-                let result = result.as_map().cloned().unwrap_or_default();
-                match (
-                    result.get("ShardId").and_then(Value::as_str),
-                    result.get("SequenceNumber").and_then(Value::as_str),
-                ) {
-                    (Some(shard), Some(sequence)) => {
-                        ledger
-                            .acked
-                            .insert(id.clone(), (shard.to_string(), sequence.to_string()));
-                    }
-                    _ => {
-                        ledger.ambiguous.insert(id.clone());
-                    }
+impl Kinesis for InProcess {
+    fn call<O: riffle_client::Operation>(
+        &self,
+        input: &O,
+    ) -> impl std::future::Future<Output = Result<O::Output, ClientError>> + Send {
+        let api = self.pick();
+        let body = serde_json::to_vec(input);
+        async move {
+            let api = api.ok_or_else(|| ClientError::NotSent("no node runs".into()))?;
+            let body = body.map_err(|error| ClientError::Request(error.to_string()))?;
+            let operation = Operation::parse(O::NAME)
+                .ok_or_else(|| ClientError::Request(format!("no operation {}", O::NAME)))?;
+            let input = wire::decode(Format::Json, &body)
+                .map_err(|error| ClientError::Request(format!("{error:?}")))?;
+            match api.handle(operation, &input).await {
+                Ok(output) => {
+                    serde_json::from_slice(&wire::encode(Format::Json, &output)).map_err(|error| {
+                        ClientError::NoAnswer {
+                            kind: NoAnswerKind::Body,
+                            detail: error.to_string(),
+                        }
+                    })
+                }
+                Err(error) => {
+                    let error = ServiceError {
+                        code: error.code.type_name().to_string(),
+                        message: error.message,
+                        status: error.code.http_status(),
+                    };
+                    Err(if error.status >= 500 {
+                        ClientError::Failed(error)
+                    } else {
+                        ClientError::Rejected(error)
+                    })
                 }
             }
         }
-        Err(_) => ledger.ambiguous.extend(ids.iter().cloned()),
     }
 }
 
-/// Reads every shard from its start through `api`; returns shard → [(id, sequence number)].
-async fn read_everything(api: &Api, name: &str) -> BTreeMap<String, Vec<(String, String)>> {
-    let shards = call(
-        api,
-        Operation::ListShards,
-        map(vec![("StreamName", text(name))]),
+/// Six writers (one partition key each, ten records a call) through the running nodes.
+fn writers(apis: Arc<Mutex<Vec<Option<Arc<Api>>>>>, name: &str) -> Load {
+    let config = LoadConfig {
+        stream: name.to_string(),
+        writers: 6,
+        keys_per_writer: 1,
+        records_per_key: 10,
+        rate: 0,
+        pause: Duration::from_millis(5),
+        record_bytes: 0,
+    };
+    Load::start(InProcess::new(apis), config, Default::default())
+}
+
+/// Reads every shard back through `api` and checks it against the writers' history: no
+/// acknowledged record lost or moved, none invented or changed, none stored more often than its
+/// writes allow, and each writer's records (one partition key each, hence one chain of shards
+/// through any resharding) in the order written, parents before children.
+async fn check_through(api: &Arc<Api>, name: &str, history: &History) {
+    let read = read_stream(
+        &InProcess::one(api.clone()),
+        name,
+        std::time::Instant::now() + Duration::from_secs(60),
     )
     .await
-    .expect("ListShards");
-    let shards = shards
-        .as_map()
-        .and_then(|m| m.get("Shards"))
-        .and_then(|s| s.as_array())
-        .map(<[Value]>::to_vec)
-        .unwrap_or_default();
-    let mut out = BTreeMap::new();
-    for shard in shards {
-        let shard_id = shard
-            .as_map()
-            .and_then(|m| m.get("ShardId"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let iterator = call(
-            api,
-            Operation::GetShardIterator,
-            map(vec![
-                ("StreamName", text(name)),
-                ("ShardId", text(&shard_id)),
-                ("ShardIteratorType", text("TRIM_HORIZON")),
-            ]),
-        )
-        .await
-        .expect("GetShardIterator");
-        let mut iterator = iterator
-            .as_map()
-            .and_then(|m| m.get("ShardIterator"))
-            .cloned()
-            .expect("an iterator");
-        let mut records = Vec::new();
-        loop {
-            let page = call(
-                api,
-                Operation::GetRecords,
-                map(vec![("ShardIterator", iterator.clone())]),
-            )
-            .await
-            .expect("GetRecords");
-            let page = page.as_map().cloned().unwrap_or_default();
-            let batch = page
-                .get("Records")
-                .and_then(|r| r.as_array())
-                .map(<[Value]>::to_vec)
-                .unwrap_or_default();
-            for record in &batch {
-                let record = record.as_map().cloned().unwrap_or_default();
-                let data = match record.get("Data") {
-                    Some(Value::Bytes(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
-                    other => panic!("record data {other:?}"),
-                };
-                let sequence = record
-                    .get("SequenceNumber")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                records.push((data, sequence));
-            }
-            match page.get("NextShardIterator") {
-                Some(next) if !batch.is_empty() => iterator = next.clone(),
-                _ => break,
-            }
-        }
-        out.insert(shard_id, records);
-    }
-    out
-}
-
-/// The invariants, checked on what was read back.
-///
-/// Shards are visited in index order (`stored` is keyed by zero-padded shard id), and a child
-/// always has a higher index than its parents, so one writer's records (one partition key,
-/// hence one chain of shards through any resharding) must come out in the order written.
-fn check(ledger: &Ledger, stored: &BTreeMap<String, Vec<(String, String)>>) {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut last_per_writer: HashMap<&str, &str> = HashMap::new();
-    for (shard, records) in stored {
-        for window in records.windows(2) {
-            assert!(
-                window[0].1 < window[1].1,
-                "shard {shard}: sequence numbers not increasing: {window:?}"
-            );
-        }
-        for (id, _) in records {
-            assert!(
-                ledger.attempted.contains(id),
-                "phantom record {id} in {shard}"
-            );
-            *seen.entry(id.as_str()).or_default() += 1;
-            let writer = id.split('-').next().unwrap_or_default();
-            if let Some(previous) = last_per_writer.insert(writer, id.as_str()) {
-                assert!(
-                    id.as_str() > previous,
-                    "{shard}: {id} stored after {previous} (reordered)"
-                );
-            }
-        }
-    }
-    for (id, count) in &seen {
-        assert!(
-            *count == 1 || ledger.ambiguous.contains(*id),
-            "record {id} stored {count} times without an ambiguous write"
-        );
-    }
-    let positions: HashMap<&str, (&str, &str)> = stored
-        .iter()
-        .flat_map(|(shard, records)| {
-            records
-                .iter()
-                .map(move |(id, seq)| (id.as_str(), (shard.as_str(), seq.as_str())))
-        })
-        .collect();
-    for (id, (shard, sequence)) in &ledger.acked {
-        let Some((stored_shard, stored_sequence)) = positions.get(id.as_str()) else {
-            panic!(
-                "acknowledged record {id} lost ({} acked, {} stored)",
-                ledger.acked.len(),
-                positions.len()
-            );
-        };
-        assert_eq!(
-            (*stored_shard, *stored_sequence),
-            (shard.as_str(), sequence.as_str()),
-            "record {id} moved"
-        );
-    }
+    .unwrap_or_else(|error| panic!("reading {name} back: {error:#}"));
+    assert_checked(&format!("node {}", api.node().id()), history, &read);
 }
 
 /// Runs writers through all nodes while `fault` runs, then checks every invariant.
@@ -480,43 +363,26 @@ where
 {
     let apis = Arc::new(Mutex::new(cluster.apis.clone()));
     let cluster = Arc::new(Mutex::new(cluster));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..6)
-        .map(|writer| {
-            tokio::spawn(write_load(
-                apis.clone(),
-                name.to_string(),
-                writer,
-                ledger.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let mut load = writers(apis.clone(), name);
     tokio::time::sleep(Duration::from_millis(500)).await;
     fault(cluster.clone(), apis.clone()).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        writer.await.unwrap();
-    }
+    let history = load.stop().await;
     let cluster = Arc::try_unwrap(cluster)
         .ok()
         .expect("no other cluster handle")
         .into_inner()
         .unwrap();
     cluster.network.heal();
-    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     assert!(
-        ledger.acked.len() > 50,
+        history.acknowledged() > 50,
         "too few writes succeeded ({}) to test anything",
-        ledger.acked.len()
+        history.acknowledged()
     );
     // Read back through every node: each must see everything acknowledged.
     for id in 1..=cluster.nodes.len() as u64 {
         let api = cluster.api(id).expect("all nodes run after healing");
-        let stored = read_everything(&api, name).await;
-        check(&ledger, &stored);
+        check_through(&api, name, &history).await;
     }
     cluster.shutdown().await;
 }
@@ -936,22 +802,11 @@ async fn a_new_node_joins_and_hosts_replicas() {
         .count();
     assert!(hosted > 0, "placement uses the new node");
     // Writes and reads work through the new node.
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let apis = Arc::new(Mutex::new(vec![Some(api.clone())]));
-    let writer = tokio::spawn(write_load(
-        apis,
-        "joined".into(),
-        0,
-        ledger.clone(),
-        stop.clone(),
-    ));
+    let mut load = writers(Arc::new(Mutex::new(vec![Some(api.clone())])), "joined");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
-    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
-    assert!(!ledger.acked.is_empty());
-    check(&ledger, &read_everything(&api, "joined").await);
+    let history = load.stop().await;
+    assert!(history.acknowledged() > 0);
+    check_through(&api, "joined", &history).await;
     joiner.shutdown().await;
     cluster.shutdown().await;
 }

@@ -1,5 +1,6 @@
 //! Test support: start real `riffle` processes on loopback and talk to them with the official
-//! `aws-sdk-kinesis` client.
+//! `aws-sdk-kinesis` client; write histories through them and check what they stored with
+//! `riffle-chaos`'s writers and checker (over `riffle-client`).
 //!
 //! The binary is the one cargo built next to the test executable (`target/<profile>/riffle`);
 //! `scripts/test.sh` builds it first. Set `RIFFLE_BIN` to use another one.
@@ -502,4 +503,47 @@ pub async fn subscribe(
         .starting_position(position)
         .send()
         .await
+}
+
+/// Writers of checked records (see `riffle_chaos::load`) through `endpoints`, calls spread over
+/// them in turn: `writers` partition keys (one per writer), `records_per_call` records each per
+/// call, `pause` after every call.
+pub fn start_writers(
+    endpoints: &[String],
+    stream: &str,
+    writers: usize,
+    records_per_call: usize,
+    pause: Duration,
+) -> riffle_chaos::load::Load {
+    let client = riffle_client::Client::builder(endpoints.to_vec())
+        .spread(riffle_client::Spread::RoundRobin)
+        .build();
+    let config = riffle_chaos::load::LoadConfig {
+        stream: stream.to_string(),
+        writers,
+        keys_per_writer: 1,
+        records_per_key: records_per_call,
+        rate: 0,
+        pause,
+        record_bytes: 0,
+    };
+    riffle_chaos::load::Load::start(client, config, Default::default())
+}
+
+/// Every shard of `stream` read back through the node at `endpoint` alone.
+pub async fn read_stream(endpoint: &str, stream: &str) -> Vec<riffle_chaos::check::ShardRead> {
+    let node = riffle_client::Client::new(vec![endpoint.to_string()]);
+    riffle_chaos::read::read_stream(&node, stream, Instant::now() + Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|error| panic!("reading {stream} back through {endpoint}: {error:#}"))
+}
+
+/// Checks a read-back against the writers' history; panics with the checker's findings.
+pub fn assert_checked(
+    endpoint: &str,
+    history: &riffle_chaos::history::History,
+    read: &[riffle_chaos::check::ShardRead],
+) {
+    let verdict = riffle_chaos::check::check(endpoint, history, read);
+    assert!(verdict.ok(), "{}", verdict.details(20));
 }

@@ -1,18 +1,42 @@
-//! The checker: what was read back against what the producers were told.
+//! The history checker: what was read back against what the writers were told. One pure
+//! function, [`check`], used by the chaos runner, the end-to-end tests and the simulation.
+//!
+//! The rules, each a field of [`Verdict`]:
+//! - every acknowledged record is stored (`lost`), at the shard and sequence number its
+//!   acknowledgement named (`moved`);
+//! - every stored record was written: its id is in the history (`phantoms`), with the partition
+//!   key and payload bytes it was written with (`corrupted`);
+//! - a record is stored at most once per attempt that may have stored it: one for its
+//!   acknowledgement, one per ambiguous attempt (`duplicates`); a record whose every attempt was
+//!   definitely rejected is not stored at all (`rejected_stored`);
+//! - per partition key, order follows the shard lineage (a parent's records before its
+//!   children's, by ParentShardId and AdjacentParentShardId; sequence numbers within a shard):
+//!   acknowledged records are stored in the order they were acknowledged, and no copy of a
+//!   record precedes a record acknowledged before that record was first sent (`reordered`);
+//! - within a shard, sequence numbers increase (`unordered_shards`).
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::collections::HashSet;
 
+use riffle_client::ops::records::Record;
 use serde::Serialize;
 
-use crate::workload::Ledger;
-use crate::workload::Stored;
-use crate::workload::key_of;
-use crate::workload::number_of;
+use crate::history::Fingerprint;
+use crate::history::History;
+use crate::history::record_id;
 
-/// The verdict on one read-back. `ok()` holds when nothing acknowledged was lost or moved,
-/// nothing was invented, every partition key kept its order, and every duplicate belongs to a
-/// write whose outcome was ambiguous.
+/// One shard as read back: its parents and its records in the order read.
+#[derive(Debug, Clone, Default)]
+pub struct ShardRead {
+    pub shard_id: String,
+    /// ParentShardId and AdjacentParentShardId, where the shard has them.
+    pub parents: Vec<String>,
+    pub records: Vec<Record>,
+}
+
+/// The verdict on one read-back. `ok()` holds when no rule was broken.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Verdict {
     pub endpoint: String,
@@ -31,9 +55,13 @@ pub struct Verdict {
     pub phantoms: Vec<String>,
     /// Acknowledged at one (shard, sequence number), stored elsewhere.
     pub moved: Vec<String>,
-    /// Stored more than once though no attempt was ambiguous.
+    /// Stored with another partition key or other payload bytes than written.
+    pub corrupted: Vec<String>,
+    /// Stored more often than its attempts can explain.
     pub duplicates: Vec<String>,
-    /// Per partition key, a record stored before one acknowledged ahead of it was sent.
+    /// Stored although every attempt was definitely rejected.
+    pub rejected_stored: Vec<String>,
+    /// Per partition key, stored out of the order the writes were acknowledged and sent in.
     pub reordered: Vec<String>,
     /// Sequence numbers not increasing within a shard.
     pub unordered_shards: Vec<String>,
@@ -41,12 +69,32 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn ok(&self) -> bool {
-        self.lost.is_empty()
-            && self.phantoms.is_empty()
-            && self.moved.is_empty()
-            && self.duplicates.is_empty()
-            && self.reordered.is_empty()
-            && self.unordered_shards.is_empty()
+        self.findings().next().is_none()
+    }
+
+    /// Every finding, by kind.
+    pub fn findings(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        [
+            ("lost", &self.lost),
+            ("phantom", &self.phantoms),
+            ("moved", &self.moved),
+            ("corrupted", &self.corrupted),
+            ("duplicate", &self.duplicates),
+            ("stored after a rejection", &self.rejected_stored),
+            ("reordered", &self.reordered),
+            ("shard out of order", &self.unordered_shards),
+        ]
+        .into_iter()
+        .flat_map(|(kind, findings)| findings.iter().map(move |finding| (kind, finding)))
+    }
+
+    /// The summary, then up to `limit` findings, one a line.
+    pub fn details(&self, limit: usize) -> String {
+        let mut text = self.summary();
+        for (kind, finding) in self.findings().take(limit) {
+            text.push_str(&format!("\n  {kind}: {finding}"));
+        }
+        text
     }
 
     /// One line per finding kind, for the text report.
@@ -61,8 +109,9 @@ impl Verdict {
         };
         format!(
             "{verdict} via {endpoint}: {acked} acknowledged, {stored} stored, {attempted} attempted; \
-             lost {lost}, phantom {phantoms}, moved {moved}, reordered {reordered}, \
-             duplicates {duplicates}; {ambiguous} records had an ambiguous attempt ({unacked} never \
+             lost {lost}, phantom {phantoms}, moved {moved}, corrupted {corrupted}, reordered \
+             {reordered}, duplicates {duplicates}, stored after a rejection {rejected}, shards out \
+             of order {unordered}; {ambiguous} records had an ambiguous attempt ({unacked} never \
              acknowledged, {landed} stored without an acknowledgement, {extra} extra copies)",
             verdict = if self.ok() { "PASS" } else { "FAIL" },
             endpoint = self.endpoint,
@@ -72,8 +121,11 @@ impl Verdict {
             lost = sample(&self.lost),
             phantoms = sample(&self.phantoms),
             moved = sample(&self.moved),
+            corrupted = sample(&self.corrupted),
             reordered = sample(&self.reordered),
             duplicates = sample(&self.duplicates),
+            rejected = sample(&self.rejected_stored),
+            unordered = sample(&self.unordered_shards),
             ambiguous = self.ambiguous,
             unacked = self.ambiguous_unacknowledged,
             landed = self.stored_unacknowledged,
@@ -82,197 +134,262 @@ impl Verdict {
     }
 }
 
-/// Checks `stored` (a whole read-back, shards in id order, so parents before children) against
-/// the ledger.
-pub fn check(endpoint: &str, ledger: &Ledger, stored: &[Stored]) -> Verdict {
-    let mut verdict = Verdict {
-        endpoint: endpoint.to_string(),
-        attempted: ledger.records.len() as u64,
-        acknowledged: ledger
-            .records
-            .values()
-            .filter(|r| r.acked.is_some())
-            .count() as u64,
-        ambiguous: ledger.records.values().filter(|r| r.ambiguous).count() as u64,
-        ambiguous_unacknowledged: ledger
-            .records
-            .values()
-            .filter(|r| r.acked.is_none() && r.ambiguous)
-            .count() as u64,
-        stored: stored.len() as u64,
-        ..Verdict::default()
-    };
-    let mut positions: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
-    let mut last_in_shard: HashMap<&str, &str> = HashMap::new();
-    // Per key, record numbers in stored order (first copies only).
-    let mut per_key: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for (shard, sequence, id) in stored {
-        if let Some(previous) = last_in_shard.insert(shard, sequence)
-            && !sequence_less(previous, sequence)
-        {
-            verdict
-                .unordered_shards
-                .push(format!("{shard}: {sequence} after {previous}"));
-        }
-        if !ledger.records.contains_key(id.as_str()) {
-            verdict.phantoms.push(id.clone());
-            continue;
-        }
-        let copies = positions.entry(id.as_str()).or_default();
-        copies.push((shard.as_str(), sequence.as_str()));
-        if copies.len() == 1
-            && let Some(number) = number_of(id)
-        {
-            per_key.entry(key_of(id)).or_default().push(number);
-        }
-    }
-    for (id, record) in &ledger.records {
-        let copies = positions.get(id.as_str());
-        match (&record.acked, copies) {
-            (Some(_), None) => verdict.lost.push(id.clone()),
-            (Some((shard, sequence)), Some(copies)) => {
-                if !copies
-                    .iter()
-                    .any(|(s, q)| *s == shard.as_str() && *q == sequence.as_str())
-                {
-                    verdict.moved.push(format!(
-                        "{id}: acknowledged at {shard}/{sequence}, stored at {copies:?}"
-                    ));
+/// Where a copy is stored: the shard (its index in the read-back) and its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position<'a> {
+    shard: usize,
+    sequence_number: &'a str,
+}
+
+/// The shards' ancestry, to order positions in different shards of one key's lineage.
+struct Lineage<'a> {
+    read: &'a [ShardRead],
+    /// Per shard (index in `read`), the indexes of all its ancestors.
+    ancestors: Vec<HashSet<usize>>,
+}
+
+impl<'a> Lineage<'a> {
+    fn new(read: &'a [ShardRead]) -> Lineage<'a> {
+        let index: HashMap<&str, usize> = read
+            .iter()
+            .enumerate()
+            .map(|(position, shard)| (shard.shard_id.as_str(), position))
+            .collect();
+        let ancestors = (0..read.len())
+            .map(|shard| {
+                let mut found = HashSet::new();
+                let mut pending = vec![shard];
+                while let Some(next) = pending.pop() {
+                    for parent in &read[next].parents {
+                        if let Some(&parent) = index.get(parent.as_str())
+                            && parent != shard
+                            && found.insert(parent)
+                        {
+                            pending.push(parent);
+                        }
+                    }
                 }
-            }
-            (None, Some(_)) => verdict.stored_unacknowledged += 1,
-            (None, None) => {}
-        }
-        if let Some(copies) = copies
-            && copies.len() > 1
-        {
-            if record.ambiguous {
-                verdict.ambiguous_duplicates += copies.len() as u64 - 1;
-            } else {
-                verdict
-                    .duplicates
-                    .push(format!("{id} stored {} times", copies.len()));
-            }
-        }
+                found
+            })
+            .collect();
+        Lineage { read, ancestors }
     }
-    // A key's record n+1 is first sent only once n is acknowledged, so first copies must be
-    // stored in increasing order.
-    for (key, numbers) in per_key {
-        for pair in numbers.windows(2) {
-            if pair[1] <= pair[0] {
-                verdict
-                    .reordered
-                    .push(format!("{key}: n{} stored after n{}", pair[1], pair[0]));
-            }
+
+    /// `Less` when `a` comes first: same shard by sequence number, else parent before child.
+    /// `None` for shards of which neither descends from the other.
+    fn compare(&self, a: Position, b: Position) -> Option<Ordering> {
+        if a.shard == b.shard {
+            return Some(sequence_order(a.sequence_number, b.sequence_number));
         }
+        if self.ancestors[b.shard].contains(&a.shard) {
+            return Some(Ordering::Less);
+        }
+        if self.ancestors[a.shard].contains(&b.shard) {
+            return Some(Ordering::Greater);
+        }
+        None
     }
-    verdict.lost.sort();
-    verdict.phantoms.sort();
-    verdict.moved.sort();
-    verdict.duplicates.sort();
-    verdict
+
+    fn show(&self, position: Position) -> String {
+        format!(
+            "{}/{}",
+            self.read[position.shard].shard_id, position.sequence_number
+        )
+    }
 }
 
 /// Kinesis sequence numbers are decimal strings of varying length.
-fn sequence_less(a: &str, b: &str) -> bool {
-    (a.len(), a) < (b.len(), b)
+fn sequence_order(a: &str, b: &str) -> Ordering {
+    (a.len(), a).cmp(&(b.len(), b))
+}
+
+/// Checks a whole read-back (every shard of the stream) against the history.
+pub fn check(endpoint: &str, history: &History, read: &[ShardRead]) -> Verdict {
+    let records = &history.records;
+    let mut verdict = Verdict {
+        endpoint: endpoint.to_string(),
+        attempted: records.len() as u64,
+        acknowledged: records.values().filter(|r| r.acked.is_some()).count() as u64,
+        ambiguous: records.values().filter(|r| r.ambiguous > 0).count() as u64,
+        ambiguous_unacknowledged: records
+            .values()
+            .filter(|r| r.acked.is_none() && r.ambiguous > 0)
+            .count() as u64,
+        stored: read.iter().map(|shard| shard.records.len() as u64).sum(),
+        ..Verdict::default()
+    };
+    let lineage = Lineage::new(read);
+    let mut copies: HashMap<&str, Vec<Position>> = HashMap::new();
+    for (shard_index, shard) in read.iter().enumerate() {
+        for pair in shard.records.windows(2) {
+            let (previous, next) = (&pair[0].sequence_number, &pair[1].sequence_number);
+            if sequence_order(previous, next) != Ordering::Less {
+                verdict
+                    .unordered_shards
+                    .push(format!("{}: {next} after {previous}", shard.shard_id));
+            }
+        }
+        for stored in &shard.records {
+            let position = Position {
+                shard: shard_index,
+                sequence_number: &stored.sequence_number,
+            };
+            let Some((id, written)) =
+                record_id(&stored.data).and_then(|id| records.get_key_value(id))
+            else {
+                verdict.phantoms.push(format!(
+                    "{} at {}",
+                    String::from_utf8_lossy(&stored.data[..stored.data.len().min(40)]),
+                    lineage.show(position)
+                ));
+                continue;
+            };
+            if stored.partition_key != written.partition_key {
+                verdict.corrupted.push(format!(
+                    "{id} at {}: partition key {:?}, written {:?}",
+                    lineage.show(position),
+                    stored.partition_key,
+                    written.partition_key
+                ));
+            }
+            let payload = Fingerprint::of(&stored.data);
+            if payload != written.payload {
+                verdict.corrupted.push(format!(
+                    "{id} at {}: payload of {} bytes differs from the {} bytes written",
+                    lineage.show(position),
+                    payload.len,
+                    written.payload.len
+                ));
+            }
+            copies.entry(id.as_str()).or_default().push(position);
+        }
+    }
+    for (id, record) in records {
+        let stored = copies
+            .get(id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        match &record.acked {
+            Some(_) if stored.is_empty() => verdict.lost.push(id.clone()),
+            Some(ack) => {
+                let at_ack = |p: &&Position| {
+                    read[p.shard].shard_id == ack.shard_id
+                        && p.sequence_number == ack.sequence_number
+                };
+                if !stored.iter().any(|p| at_ack(&p)) {
+                    let places: Vec<String> = stored.iter().map(|p| lineage.show(*p)).collect();
+                    verdict.moved.push(format!(
+                        "{id}: acknowledged at {}/{}, stored at {}",
+                        ack.shard_id,
+                        ack.sequence_number,
+                        places.join(", ")
+                    ));
+                }
+            }
+            None if !stored.is_empty() && record.copies_allowed() == 0 => {
+                verdict.rejected_stored.push(format!(
+                    "{id}: stored {} times, each of its {} attempts was rejected",
+                    stored.len(),
+                    record.attempts
+                ));
+                continue;
+            }
+            None if !stored.is_empty() => verdict.stored_unacknowledged += 1,
+            None => {}
+        }
+        let allowed = record.copies_allowed() as usize;
+        if stored.len() > allowed {
+            verdict.duplicates.push(format!(
+                "{id} stored {} times, {allowed} of its attempts could have stored it",
+                stored.len()
+            ));
+        } else if stored.len() > 1 {
+            verdict.ambiguous_duplicates += stored.len() as u64 - 1;
+        }
+    }
+    check_order(history, &lineage, &copies, &mut verdict);
+    verdict.lost.sort();
+    verdict.phantoms.sort();
+    verdict.moved.sort();
+    verdict.corrupted.sort();
+    verdict.duplicates.sort();
+    verdict.rejected_stored.sort();
+    verdict.reordered.sort();
+    verdict
+}
+
+/// A point of a key's timeline: a record acknowledged at its stored position, or first sent.
+enum Event<'a> {
+    Acked { id: &'a str, at: Position<'a> },
+    FirstSent { id: &'a str },
+}
+
+/// The order rules, per partition key, over the history's logical time.
+fn check_order<'a>(
+    history: &'a History,
+    lineage: &Lineage,
+    copies: &HashMap<&'a str, Vec<Position<'a>>>,
+    verdict: &mut Verdict,
+) {
+    let mut per_key: BTreeMap<&str, Vec<(u64, Event)>> = BTreeMap::new();
+    // Each record's acknowledged copy (if stored where the acknowledgement said).
+    let mut acked_copy: HashMap<&str, Position> = HashMap::new();
+    for (id, record) in &history.records {
+        let timeline = per_key.entry(record.partition_key.as_str()).or_default();
+        timeline.push((record.first_sent, Event::FirstSent { id }));
+        let Some(ack) = &record.acked else { continue };
+        let stored = copies.get(id.as_str()).into_iter().flatten().find(|p| {
+            lineage.read[p.shard].shard_id == ack.shard_id
+                && p.sequence_number == ack.sequence_number
+        });
+        if let Some(position) = stored {
+            acked_copy.insert(id, *position);
+            timeline.push((ack.at, Event::Acked { id, at: *position }));
+        }
+    }
+    for (key, mut timeline) in per_key {
+        timeline.sort_by_key(|(at, _)| *at);
+        // The latest acknowledged copy so far, and whose it is.
+        let mut bound: Option<(&str, Position)> = None;
+        for (_, event) in &timeline {
+            match event {
+                Event::Acked { id, at } => {
+                    if let Some((before, previous)) = bound
+                        && lineage.compare(previous, *at) != Some(Ordering::Less)
+                    {
+                        verdict.reordered.push(format!(
+                            "{key}: {id} acknowledged after {before} but stored at {}, not after {}",
+                            lineage.show(*at),
+                            lineage.show(previous)
+                        ));
+                    }
+                    bound = Some((id, *at));
+                }
+                Event::FirstSent { id } => {
+                    let Some((before, previous)) = bound else {
+                        continue;
+                    };
+                    // Copies other than the acknowledged one (that one is checked above).
+                    let others = copies
+                        .get(id)
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| acked_copy.get(id) != Some(*p));
+                    for copy in others {
+                        if lineage.compare(previous, *copy) != Some(Ordering::Less) {
+                            verdict.reordered.push(format!(
+                                "{key}: a copy of {id} at {} is not after {before} at {}, \
+                                 acknowledged before {id} was sent",
+                                lineage.show(*copy),
+                                lineage.show(previous)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::workload::RecordState;
-
-    /// (id, acknowledged at (shard, sequence number), ambiguous)
-    type Row<'a> = (&'a str, Option<(&'a str, &'a str)>, bool);
-
-    fn ledger(records: &[Row]) -> Ledger {
-        let mut ledger = Ledger::default();
-        for (id, acked, ambiguous) in records {
-            ledger.records.insert(
-                id.to_string(),
-                RecordState {
-                    acked: acked.map(|(s, q)| (s.to_string(), q.to_string())),
-                    attempts: 1,
-                    ambiguous: *ambiguous,
-                },
-            );
-        }
-        ledger
-    }
-
-    fn stored(rows: &[(&str, &str, &str)]) -> Vec<Stored> {
-        rows.iter()
-            .map(|(s, q, id)| (s.to_string(), q.to_string(), id.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn a_clean_run_passes() {
-        let ledger = ledger(&[
-            ("p000k000n00000000", Some(("s0", "10")), false),
-            ("p000k000n00000001", Some(("s1", "20")), false),
-        ]);
-        let verdict = check(
-            "e",
-            &ledger,
-            &stored(&[
-                ("s0", "10", "p000k000n00000000"),
-                ("s1", "20", "p000k000n00000001"),
-            ]),
-        );
-        assert!(verdict.ok(), "{}", verdict.summary());
-        assert_eq!(verdict.acknowledged, 2);
-    }
-
-    #[test]
-    fn every_kind_of_violation_is_found() {
-        let ledger = ledger(&[
-            ("p000k000n00000000", Some(("s0", "10")), false),
-            ("p000k000n00000001", Some(("s0", "11")), false),
-            ("p000k001n00000000", Some(("s0", "12")), false),
-            ("p000k002n00000000", Some(("s0", "13")), false),
-            ("p000k003n00000000", None, true),
-        ]);
-        let verdict = check(
-            "e",
-            &ledger,
-            &stored(&[
-                ("s0", "11", "p000k000n00000001"),
-                ("s0", "12", "p000k000n00000000"),
-                ("s0", "14", "p000k002n00000000"),
-                ("s0", "15", "p000k002n00000000"),
-                ("s0", "16", "p009k000n00000000"),
-                ("s0", "17", "p000k003n00000000"),
-                ("s0", "18", "p000k003n00000000"),
-                ("s0", "9", "p000k003n00000000"),
-            ]),
-        );
-        assert!(!verdict.ok());
-        assert_eq!(verdict.lost, vec!["p000k001n00000000"]);
-        assert_eq!(verdict.phantoms, vec!["p009k000n00000000"]);
-        assert_eq!(verdict.moved.len(), 2, "{:?}", verdict.moved);
-        assert_eq!(verdict.duplicates.len(), 1);
-        assert_eq!(verdict.reordered.len(), 1);
-        assert_eq!(verdict.unordered_shards.len(), 1);
-        assert_eq!(verdict.ambiguous_duplicates, 2);
-        assert_eq!(verdict.stored_unacknowledged, 1);
-    }
-
-    #[test]
-    fn a_key_followed_into_a_child_keeps_its_order() {
-        let ledger = ledger(&[
-            ("p000k000n00000000", Some(("s0", "10")), false),
-            ("p000k000n00000001", Some(("s2", "5")), false),
-        ]);
-        let verdict = check(
-            "e",
-            &ledger,
-            &stored(&[
-                ("s0", "10", "p000k000n00000000"),
-                ("s2", "5", "p000k000n00000001"),
-            ]),
-        );
-        assert!(verdict.ok(), "{}", verdict.summary());
-    }
-}
+mod tests;

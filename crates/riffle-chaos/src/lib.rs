@@ -1,19 +1,28 @@
-//! Chaos for Riffle clusters: inject faults into Docker containers or local processes, drive a
-//! checked Kinesis workload through them, and report what the clients saw.
+//! Chaos for Riffle clusters: a checked Kinesis workload, faults injected while it runs, and
+//! the history checker the end-to-end tests and the simulation use as well.
 //!
-//! - [`faults`]: the cluster under test (Docker through bollard, or `scripts/local-cluster.sh`
-//!   processes through signals) and the faults: kill, stop, pause, isolate.
-//! - [`workload`]: producers (one record in flight per partition key, retried as SDKs do),
-//!   readers following every shard and its children, the ledger and the timeline.
-//! - [`check`]: the read-back verdict: nothing acknowledged lost or moved, no phantom, order per
-//!   partition key, duplicates only for ambiguous writes.
-//! - [`scenario`]: schedules (single fault, repeated random faults, rolling and full restarts,
-//!   a reshard during a fault) and the run itself.
-//! - [`report`]: text, JSON and SVG.
+//! This crate talks to a cluster only as clients do (through `riffle-client`: the Kinesis API
+//! and `GET /_riffle/status`) and must not depend on any server crate.
+//!
+//! - [`history`]: what the writers attempted and were told, per record, on a logical clock.
+//! - [`check`]: the read-back verdict (a pure function over a history and a read-back).
+//! - [`load`]: writers of uniquely identified records through any [`riffle_client::Kinesis`]
+//!   (an HTTP client, or the simulation's in-process API); [`read`]: the read-back by lineage.
+//! - [`workload`]: the chaos load (writers through random nodes, live readers);
+//!   [`timeline`]: its per-second record.
+//! - [`faults`]: faults, targets, the cluster under test; [`local`]: local processes
+//!   (`scripts/local-cluster.sh`) through signals; [`docker`]: containers through Docker's API.
+//! - [`scenario`]: schedules and the run; [`report`]: text, JSON and SVG; [`cli`]: `chaos run`.
 
 pub mod check;
-pub mod client;
+pub mod cli;
+pub mod docker;
 pub mod faults;
+pub mod history;
+pub mod load;
+pub mod local;
+pub mod read;
 pub mod report;
 pub mod scenario;
+pub mod timeline;
 pub mod workload;

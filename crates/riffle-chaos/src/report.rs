@@ -6,9 +6,9 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::check::Verdict;
-use crate::workload::Event;
-use crate::workload::Second;
-use crate::workload::Timeline;
+use crate::timeline::Event;
+use crate::timeline::Second;
+use crate::timeline::Timeline;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

@@ -7,25 +7,27 @@ use std::time::Duration;
 use std::time::Instant;
 
 use rand::seq::IndexedRandom;
-use serde_json::json;
+use riffle_client::Client;
+use riffle_client::Error;
+use riffle_client::Spread;
+use riffle_client::ops::streams::UpdateShardCount;
 
 use crate::check::check;
-use crate::client::CallError;
-use crate::client::Kinesis;
 use crate::faults::Cluster;
 use crate::faults::Fault;
 use crate::faults::NodeInfo;
 use crate::faults::Target;
 use crate::faults::wait_healthy;
 use crate::faults::wait_serving;
+use crate::read::read_stream;
 use crate::report::Report;
 use crate::report::line;
-use crate::workload::Timeline;
+use crate::timeline::Timeline;
 use crate::workload::Workload;
 use crate::workload::WorkloadConfig;
+use crate::workload::cluster_client;
 use crate::workload::create_stream;
 use crate::workload::jitter;
-use crate::workload::read_back;
 
 /// When faults happen.
 #[derive(Debug, Clone)]
@@ -86,15 +88,9 @@ pub async fn run(
     scenario: &Scenario,
     mut workload: WorkloadConfig,
 ) -> anyhow::Result<Report> {
-    let kinesis = Kinesis::new(Duration::from_secs(10));
     workload.endpoints = cluster.endpoints();
-    create_stream(
-        &kinesis,
-        &workload.endpoints,
-        &workload.stream,
-        scenario.shards,
-    )
-    .await?;
+    let kinesis = cluster_client(&workload.endpoints, Duration::from_secs(10));
+    create_stream(&kinesis, &workload.stream, scenario.shards).await?;
     let timeline = Arc::new(Mutex::new(Timeline::new()));
     let live = scenario
         .live
@@ -124,7 +120,8 @@ pub async fn run(
     }
     outcome?;
     tokio::time::sleep(scenario.settle).await;
-    load.stop().await;
+    // The producers are stopped: the history is final.
+    let history = load.stop().await;
     timeline.lock().expect("timeline").fill_to_now();
     event(
         &timeline,
@@ -137,18 +134,17 @@ pub async fn run(
     for endpoint in &workload.endpoints {
         wait_healthy(endpoint, Duration::from_secs(120)).await?;
     }
-    // The producers are stopped: the ledger is final.
-    let ledger = std::mem::take(&mut *load.ledger.lock().expect("ledger"));
     let mut verdicts = Vec::new();
     for endpoint in &workload.endpoints {
-        let stored = read_back(
-            &kinesis,
-            endpoint,
+        // Through this node only: each must serve everything.
+        let node = kinesis.with_endpoints(vec![endpoint.clone()], Spread::Sticky);
+        let read = read_stream(
+            &node,
             &workload.stream,
             Instant::now() + Duration::from_secs(120),
         )
         .await?;
-        verdicts.push(check(endpoint, &ledger, &stored));
+        verdicts.push(check(endpoint, &history, &read));
     }
     let timeline = timeline.lock().expect("timeline");
     Ok(Report::new(
@@ -178,18 +174,15 @@ async fn apply(
     cluster: &mut Cluster,
     scenario: &Scenario,
     workload: &WorkloadConfig,
-    kinesis: &Kinesis,
+    kinesis: &Client,
     timeline: &Arc<Mutex<Timeline>>,
     faulted: &mut Vec<(Fault, NodeInfo)>,
 ) -> anyhow::Result<()> {
     let reshard = |to: u32| {
         let kinesis = kinesis.clone();
-        let endpoints = workload.endpoints.clone();
         let stream = workload.stream.clone();
         let timeline = timeline.clone();
-        tokio::spawn(async move {
-            update_shard_count(&kinesis, &endpoints, &stream, to, &timeline).await
-        })
+        tokio::spawn(async move { update_shard_count(&kinesis, &stream, to, &timeline).await })
     };
     let mut resharding = None;
     match &scenario.schedule {
@@ -306,36 +299,29 @@ async fn heal(
 }
 
 async fn update_shard_count(
-    kinesis: &Kinesis,
-    endpoints: &[String],
+    kinesis: &Client,
     stream: &str,
     to: u32,
     timeline: &Arc<Mutex<Timeline>>,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     event(timeline, format!("UpdateShardCount to {to}"));
+    let input = UpdateShardCount::uniform(stream, to);
     loop {
-        let endpoint = endpoints.choose(&mut rand::rng()).expect("an endpoint");
-        let body =
-            json!({"StreamName": stream, "TargetShardCount": to, "ScalingType": "UNIFORM_SCALING"});
-        match kinesis.call(endpoint, "UpdateShardCount", &body).await {
+        match kinesis.call(&input).await {
             Ok(_) => break,
-            Err(CallError::Rejected { kind, message })
-                if kind != "ResourceInUseException" && kind != "LimitExceededException" =>
+            Err(Error::Rejected(error))
+                if error.code != "ResourceInUseException"
+                    && error.code != "LimitExceededException" =>
             {
-                anyhow::bail!("UpdateShardCount: {kind}: {message}")
+                anyhow::bail!("UpdateShardCount: {}: {}", error.code, error.message)
             }
             Err(error) if Instant::now() > deadline => anyhow::bail!("UpdateShardCount: {error}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
-    crate::workload::wait_active(
-        kinesis,
-        endpoints,
-        stream,
-        Instant::now() + Duration::from_secs(120),
-    )
-    .await?;
+    crate::workload::wait_active(kinesis, stream, Instant::now() + Duration::from_secs(120))
+        .await?;
     event(timeline, format!("stream ACTIVE with {to} shards"));
     Ok(())
 }

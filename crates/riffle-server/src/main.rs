@@ -74,7 +74,7 @@ enum ChaosCommand {
     /// Write through every node while faults hit the cluster, then read everything back
     /// through every node and check it; exits 1 on any lost, phantom, moved, duplicated or
     /// reordered record.
-    Run(Box<chaos::RunArgs>),
+    Run(Box<riffle_chaos::cli::RunArgs>),
 }
 
 #[derive(Subcommand, Debug)]
