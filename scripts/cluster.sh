@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A three-node Riffle cluster in Docker containers (deploy/docker-compose.yml), one node per AZ.
 #
-#   scripts/cluster.sh up              build the image (scripts/docker-image.sh), start riffle-1..3,
-#                                      wait until each node accepts CreateStream (at most 120 s)
+#   scripts/cluster.sh up              build the image (scripts/docker-image.sh) and the riffle-chaos
+#                                      binary (what `riffle chaos run --docker` runs), start
+#                                      riffle-1..3, wait until each node accepts CreateStream (at most 120 s)
 #   scripts/cluster.sh down            stop and remove the containers, the network and the data volumes
 #   scripts/cluster.sh status          `docker-compose ps`, and `riffle cluster status`
 #   scripts/cluster.sh logs [SERVICE]  the nodes' logs (extra arguments go to docker-compose logs,
@@ -26,6 +27,12 @@ case "${1:-}" in
   up)
     started=$(date +%s)
     RIFFLE_PROFILE=$profile scripts/docker-image.sh
+    # Chaos against these containers runs in riffle-chaos (the Docker client is not in riffle).
+    if [ "$profile" = release ]; then
+      cargo build --locked --release -p riffle-chaos-docker
+    else
+      cargo build --locked -p riffle-chaos-docker
+    fi
     "${compose[@]}" up -d
     deadline=$(($(date +%s) + 120))
     for port in "${ports[@]}"; do
@@ -59,7 +66,7 @@ case "${1:-}" in
     "${compose[@]}" logs "$@"
     ;;
   *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

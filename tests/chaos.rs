@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use riffle_chaos::docker::DockerCluster;
 use riffle_chaos::faults::Fault;
 use riffle_chaos::faults::Target;
 use riffle_chaos::faults::wait_healthy;
@@ -18,6 +17,7 @@ use riffle_chaos::scenario::Scenario;
 use riffle_chaos::scenario::Schedule;
 use riffle_chaos::scenario::run;
 use riffle_chaos::workload::WorkloadConfig;
+use riffle_chaos_docker::DockerCluster;
 use testcontainers::ContainerAsync;
 use testcontainers::GenericImage;
 use testcontainers::ImageExt;
@@ -241,7 +241,7 @@ async fn full_restart() {
 /// testcontainers 0.28 speaks Docker API 1.53 without negotiating; this machine's engine (and
 /// Debian 12's, 20.10) stops at 1.41. The shim listens on a Unix socket, rewrites the version
 /// prefix of every request path to the engine's own, and forwards to /var/run/docker.sock;
-/// `DOCKER_HOST` points testcontainers at it. (riffle-chaos's own client negotiates.)
+/// `DOCKER_HOST` points testcontainers at it. (riffle-chaos-docker's bollard client negotiates.)
 mod shim {
     use std::sync::OnceLock;
 

@@ -1,5 +1,6 @@
 //! Fault injection: the faults, their targets, and the cluster under test, whose nodes a
-//! [`FaultInjector`] hurts (signals to `scripts/local-cluster.sh` processes, or the Docker API).
+//! [`FaultInjector`] hurts (signals to `scripts/local-cluster.sh` processes here, the Docker
+//! API in the `riffle-chaos` binary, which keeps the Docker client out of the server).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -120,8 +121,8 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// Does faults to nodes and undoes them: Docker's API ([`crate::docker::DockerCluster`]) or
-/// signals to local processes ([`crate::local::LocalCluster`]).
+/// Does faults to nodes and undoes them: Docker's API (the `riffle-chaos` binary) or signals to
+/// local processes ([`crate::local::LocalCluster`]).
 pub trait FaultInjector: Send {
     /// Does `fault` to `node`.
     fn inject<'a>(&'a mut self, fault: Fault, node: &'a NodeInfo) -> BoxFuture<'a>;

@@ -2,7 +2,9 @@
 //! the history checker the end-to-end tests and the simulation use as well.
 //!
 //! This crate talks to a cluster only as clients do (through `riffle-client`: the Kinesis API
-//! and `GET /_riffle/status`) and must not depend on any server crate.
+//! and `GET /_riffle/status`) and must not depend on any server crate. It holds no Docker
+//! client either: the Docker fault injector lives in `riffle-chaos-docker` (the `riffle-chaos`
+//! binary), so that the server binary, which runs local chaos, does not link one.
 //!
 //! - [`history`]: what the writers attempted and were told, per record, on a logical clock.
 //! - [`check`]: the read-back verdict (a pure function over a history and a read-back).
@@ -11,12 +13,11 @@
 //! - [`workload`]: the chaos load (writers through random nodes, live readers);
 //!   [`timeline`]: its per-second record.
 //! - [`faults`]: faults, targets, the cluster under test; [`local`]: local processes
-//!   (`scripts/local-cluster.sh`) through signals; [`docker`]: containers through Docker's API.
+//!   (`scripts/local-cluster.sh`) through signals.
 //! - [`scenario`]: schedules and the run; [`report`]: text, JSON and SVG; [`cli`]: `chaos run`.
 
 pub mod check;
 pub mod cli;
-pub mod docker;
 pub mod faults;
 pub mod history;
 pub mod load;

@@ -55,7 +55,8 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
-    /// Fault injection with a checked workload (Docker containers or local processes).
+    /// Fault injection with a checked workload (local processes here; Docker containers
+    /// through the riffle-chaos binary).
     Chaos {
         #[command(subcommand)]
         command: ChaosCommand,

@@ -1,13 +1,12 @@
-//! Docker clusters: containers labelled `riffle.cluster=<name>`, `riffle.node`, `riffle.az`,
-//! found and hurt through the Docker API (bollard, with version negotiation).
+//! Chaos against Docker clusters: containers labelled `riffle.cluster=<name>`, `riffle.node`,
+//! `riffle.az`, found and hurt through the Docker API (bollard, with version negotiation).
+//!
+//! This crate exists so that the Docker client is linked only into the `riffle-chaos` binary
+//! and the container tests, never into the `riffle` server binary: `riffle chaos run --docker`
+//! runs this binary. Everything else about a chaos run is `riffle-chaos`.
 
 use std::collections::HashMap;
 
-use crate::faults::BoxFuture;
-use crate::faults::Cluster;
-use crate::faults::Fault;
-use crate::faults::FaultInjector;
-use crate::faults::NodeInfo;
 use anyhow::Context;
 use anyhow::bail;
 use bollard::Docker;
@@ -17,6 +16,11 @@ use bollard::models::NetworkDisconnectRequest;
 use bollard::query_parameters::KillContainerOptionsBuilder;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use bollard::query_parameters::StopContainerOptionsBuilder;
+use riffle_chaos::faults::BoxFuture;
+use riffle_chaos::faults::Cluster;
+use riffle_chaos::faults::Fault;
+use riffle_chaos::faults::FaultInjector;
+use riffle_chaos::faults::NodeInfo;
 
 /// Containers labelled `riffle.cluster=<name>`, `riffle.node=<id>`, `riffle.az=<az>`, whose
 /// Kinesis port 4567 is published on the host.
