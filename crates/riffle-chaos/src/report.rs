@@ -126,7 +126,8 @@ impl Report {
             );
         }
         for verdict in &self.verdicts {
-            let _ = writeln!(out, "{}", verdict.summary());
+            // A failing verdict lists its first findings under its summary.
+            let _ = writeln!(out, "{}", verdict.details(10));
         }
         let _ = writeln!(out, "verdict: {}", if self.ok { "PASS" } else { "FAIL" });
         out

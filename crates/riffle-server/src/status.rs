@@ -33,8 +33,10 @@ pub fn print(endpoint: &str, json: bool) -> anyhow::Result<()> {
             if Some(node.id) == status.metadata_leader {
                 notes.push("metadata leader");
             }
+            // The counts print unpadded, as they always have (they were JSON values, whose
+            // Display ignores widths).
             println!(
-                "  {az:<8} node {:<3} {:<6} {:<22} {:>5} replicas {:>5} leaders  {}",
+                "  {az:<8} node {:<3} {:<6} {:<22} {} replicas {} leaders  {}",
                 node.id,
                 if node.alive { "alive" } else { "DOWN" },
                 node.address,
