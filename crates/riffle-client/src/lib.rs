@@ -7,7 +7,8 @@
 //! several endpoints with failover ([`Spread`]), and errors that say what is known about a
 //! failed call's effect ([`Error`]): a request that never left is tried on the next endpoint; a
 //! request that may have reached a node is never resent, and its failure is ambiguous, apart
-//! from a definite rejection.
+//! from a definite rejection. The [`Kinesis`] trait lets code written against the client run
+//! against a test's in-process API as well.
 //!
 //! It must not depend on any server crate (only `riffle-types`): it talks to a cluster exactly
 //! as any other client does.

@@ -63,7 +63,7 @@ fn verdict(writes: &Writes, read: &[ShardRead]) -> Verdict {
     check("test", &writes.history, read)
 }
 
-/// The verdict's findings other than `expected`, which must not be empty.
+/// The verdict fails, and `expected` (not empty) are all its findings.
 fn only(verdict: &Verdict, expected: &[String]) {
     assert!(!verdict.ok(), "{}", verdict.summary());
     assert!(!expected.is_empty(), "{}", verdict.summary());
