@@ -35,7 +35,7 @@ use riffle_control::model::ShardState;
 use riffle_node::Node;
 use riffle_node::NodeConfig;
 use riffle_node::peer::PeerClient;
-use riffle_node::sim::SimNetwork;
+use riffle_node::transport::sim::SimNetwork;
 use riffle_storage::MemStorage;
 use riffle_storage::Storage;
 use riffle_tests::assert_checked;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use riffle_shard::consensus::Command;
-use riffle_shard::consensus::Group;
-use riffle_shard::consensus::Machine;
-use riffle_shard::consensus::ProposeError;
-use riffle_shard::consensus::Reply;
+use riffle_raft::Command;
+use riffle_raft::Group;
+use riffle_raft::Machine;
+use riffle_raft::ProposeError;
+use riffle_raft::Reply;
 use riffle_types::ErrorCode;
 use riffle_types::KinesisError;
 use serde::Deserialize;

@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use riffle_control::model::ShardRecord;
 use riffle_proto::peer as pb;
-use riffle_shard::consensus::ProposeError;
+use riffle_raft::ProposeError;
 use riffle_shard::shard::ReadPage;
 use riffle_shard::shard::ReadRecord;
 use riffle_shard::shard::ShardReplica;

@@ -32,12 +32,13 @@ use riffle_control::scheduler::Observed;
 use riffle_control::scheduler::Policy;
 use riffle_control::scheduler::ShardLoad;
 use riffle_proto::peer as pb;
-use riffle_shard::consensus::AwakeSet;
-use riffle_shard::consensus::Group;
-use riffle_shard::consensus::GroupOptions;
-use riffle_shard::consensus::ProposeError;
-use riffle_shard::consensus::RaftClient;
-use riffle_shard::consensus::ReplicaNode;
+use riffle_raft::AwakeSet;
+use riffle_raft::Group;
+use riffle_raft::GroupOptions;
+use riffle_raft::ProposeError;
+use riffle_raft::RaftClient;
+use riffle_raft::ReplicaNode;
+use riffle_raft::message as raft;
 use riffle_shard::shard::AppendError;
 use riffle_shard::shard::ReadPage;
 use riffle_shard::shard::ShardMachine;
@@ -135,7 +136,7 @@ pub enum NodeError {
     #[error("storage failed: {0}")]
     Storage(#[from] StorageError),
     #[error("raft group failed: {0}")]
-    Group(#[from] riffle_shard::consensus::GroupError),
+    Group(#[from] riffle_raft::GroupError),
     #[error("control plane: {0}")]
     Control(#[from] KinesisError),
     #[error("the node is stopping")]
@@ -1858,6 +1859,11 @@ impl Node {
         let Some(vote) = request.leader_vote else {
             return pb::HibernateResponse { hibernating: false };
         };
+        let vote = raft::Vote {
+            term: vote.term,
+            voted_for: vote.voted_for,
+            committed: vote.committed,
+        };
         pb::HibernateResponse {
             hibernating: replica.group().hibernate_follower(&vote),
         }
@@ -1882,67 +1888,51 @@ impl Node {
 
     pub async fn serve_append_entries(
         &self,
-        request: pb::AppendEntriesRequest,
-    ) -> pb::AppendEntriesResponse {
-        let unavailable = |reason: String| pb::AppendEntriesResponse {
-            result: Some(pb::append_entries_response::Result::Unavailable(reason)),
-        };
+        request: raft::AppendEntriesRequest,
+    ) -> raft::AppendEntriesResponse {
         match self
             .deliver(request.group, RaftCall::AppendEntries(request))
             .await
         {
             Ok(RaftAnswer::AppendEntries(response)) => response,
-            Ok(_) => unavailable("mismatched answer".into()),
-            Err(reason) => unavailable(reason),
+            Ok(_) => raft::AppendEntriesResponse::Unavailable("mismatched answer".into()),
+            Err(reason) => raft::AppendEntriesResponse::Unavailable(reason),
         }
     }
 
-    pub async fn serve_vote(&self, request: pb::VoteRequest) -> pb::VoteResponse {
-        let unavailable = |reason: String| pb::VoteResponse {
-            unavailable: reason,
-            ..Default::default()
-        };
+    pub async fn serve_vote(&self, request: raft::VoteRequest) -> raft::VoteResponse {
         match self.deliver(request.group, RaftCall::Vote(request)).await {
             Ok(RaftAnswer::Vote(response)) => response,
-            Ok(_) => unavailable("mismatched answer".into()),
-            Err(reason) => unavailable(reason),
+            Ok(_) => raft::VoteResponse::Unavailable("mismatched answer".into()),
+            Err(reason) => raft::VoteResponse::Unavailable(reason),
         }
     }
 
     pub async fn serve_transfer_leader(
         &self,
-        request: pb::TransferLeaderRequest,
-    ) -> pb::TransferLeaderResponse {
-        let unavailable = |reason: String| pb::TransferLeaderResponse {
-            rejected: String::new(),
-            unavailable: reason,
-        };
+        request: raft::TransferLeaderRequest,
+    ) -> raft::TransferLeaderResponse {
         match self
             .deliver(request.group, RaftCall::TransferLeader(request))
             .await
         {
             Ok(RaftAnswer::TransferLeader(response)) => response,
-            Ok(_) => unavailable("mismatched answer".into()),
-            Err(reason) => unavailable(reason),
+            Ok(_) => raft::TransferLeaderResponse::Unavailable("mismatched answer".into()),
+            Err(reason) => raft::TransferLeaderResponse::Unavailable(reason),
         }
     }
 
     pub async fn serve_install_snapshot(
         &self,
-        meta: pb::SnapshotMeta,
-        data: Vec<u8>,
-    ) -> pb::SnapshotResponse {
-        let unavailable = |reason: String| pb::SnapshotResponse {
-            vote: None,
-            unavailable: reason,
-        };
+        request: raft::InstallSnapshotRequest,
+    ) -> raft::SnapshotResponse {
         match self
-            .deliver(meta.group, RaftCall::Snapshot(meta, data))
+            .deliver(request.group, RaftCall::Snapshot(request))
             .await
         {
             Ok(RaftAnswer::Snapshot(response)) => response,
-            Ok(_) => unavailable("mismatched answer".into()),
-            Err(reason) => unavailable(reason),
+            Ok(_) => raft::SnapshotResponse::Unavailable("mismatched answer".into()),
+            Err(reason) => raft::SnapshotResponse::Unavailable(reason),
         }
     }
 
@@ -2065,7 +2055,7 @@ impl Node {
 
     /// `node` went down: in every local group whose leader is there, the surviving voters start
     /// an election at once instead of waiting for election timeouts and leader leases to run out
-    /// (see [`riffle_shard::consensus::Group::take_over_from`]). They go one at a time in replica
+    /// (see [`riffle_raft::Group::take_over_from`]). They go one at a time in replica
     /// id order, [`TAKEOVER_STAGGER`] apart, so that they do not split the vote; the next one
     /// tries only if no leader emerged (the first may have lost for want of the newest log: a
     /// quorum needs only one follower up to date).
@@ -2205,7 +2195,11 @@ impl Node {
             let request = pb::HibernateRequest {
                 group: group.id(),
                 target: *target,
-                leader_vote: Some(vote),
+                leader_vote: Some(pb::Vote {
+                    term: vote.term,
+                    voted_for: vote.voted_for,
+                    committed: vote.committed,
+                }),
             };
             match peers.hibernate(node.node, request).await {
                 Ok(response) if response.hibernating => {}
@@ -2253,7 +2247,7 @@ trait GroupView {
     fn leader_node(&self) -> Option<u64>;
 }
 
-impl<M: riffle_shard::consensus::Machine> GroupView for Group<M> {
+impl<M: riffle_raft::Machine> GroupView for Group<M> {
     fn leader_node(&self) -> Option<u64> {
         let leader = self.leader()?;
         self.members()
@@ -2265,22 +2259,22 @@ impl<M: riffle_shard::consensus::Machine> GroupView for Group<M> {
 
 /// A Raft message for some local group.
 enum RaftCall {
-    AppendEntries(pb::AppendEntriesRequest),
-    Vote(pb::VoteRequest),
-    TransferLeader(pb::TransferLeaderRequest),
-    Snapshot(pb::SnapshotMeta, Vec<u8>),
+    AppendEntries(raft::AppendEntriesRequest),
+    Vote(raft::VoteRequest),
+    TransferLeader(raft::TransferLeaderRequest),
+    Snapshot(raft::InstallSnapshotRequest),
 }
 
 /// The answer to a [`RaftCall`].
 enum RaftAnswer {
-    AppendEntries(pb::AppendEntriesResponse),
-    Vote(pb::VoteResponse),
-    TransferLeader(pb::TransferLeaderResponse),
-    Snapshot(pb::SnapshotResponse),
+    AppendEntries(raft::AppendEntriesResponse),
+    Vote(raft::VoteResponse),
+    TransferLeader(raft::TransferLeaderResponse),
+    Snapshot(raft::SnapshotResponse),
 }
 
 impl RaftCall {
-    async fn run<M: riffle_shard::consensus::Machine>(self, group: Group<M>) -> RaftAnswer {
+    async fn run<M: riffle_raft::Machine>(self, group: Group<M>) -> RaftAnswer {
         match self {
             RaftCall::AppendEntries(request) => {
                 RaftAnswer::AppendEntries(group.handle_append_entries(request).await)
@@ -2289,8 +2283,8 @@ impl RaftCall {
             RaftCall::TransferLeader(request) => {
                 RaftAnswer::TransferLeader(group.handle_transfer_leader(request).await)
             }
-            RaftCall::Snapshot(meta, data) => {
-                RaftAnswer::Snapshot(group.handle_install_snapshot(meta, data).await)
+            RaftCall::Snapshot(request) => {
+                RaftAnswer::Snapshot(group.handle_install_snapshot(request).await)
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Node-to-node calls. [`PeerClient`] is everything one node asks of another: the Raft traffic
 //! of every group (multiplexed by group id) plus the calls forwarded to a leader. Two
-//! implementations: gRPC over one channel per node pair ([`crate::grpc`]) and an in-process
-//! network with fault injection for tests ([`crate::sim`]).
+//! implementations: gRPC over one channel per node pair ([`crate::transport::grpc`]) and an in-process
+//! network with fault injection for tests ([`crate::transport::sim`]).
 
 use std::sync::Arc;
 
@@ -11,8 +11,8 @@ use futures_util::future::BoxFuture;
 use riffle_control::plane::ControlForwarder;
 use riffle_control::plane::Forwarded;
 use riffle_proto::peer as pb;
-pub use riffle_shard::consensus::PeerError;
-pub use riffle_shard::consensus::RaftClient;
+pub use riffle_raft::PeerError;
+pub use riffle_raft::RaftClient;
 use riffle_types::ErrorCode;
 use riffle_types::KinesisError;
 

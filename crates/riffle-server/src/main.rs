@@ -16,8 +16,8 @@ use riffle_api::Api;
 use riffle_node::Node;
 use riffle_node::NodeConfig;
 use riffle_node::beacon::Beacon;
-use riffle_node::grpc::GrpcPeers;
 use riffle_node::peer::PeerClient;
+use riffle_node::transport::grpc::GrpcPeers;
 use riffle_storage::DiskOptions;
 use riffle_storage::DiskStorage;
 use riffle_storage::Storage;
@@ -178,7 +178,7 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let api_addr = listener.local_addr()?;
     let peer_listener = match config.peer_listen {
         Some(address) => Some(
-            riffle_node::grpc::bind(address)
+            riffle_node::transport::grpc::bind(address)
                 .await
                 .with_context(|| format!("binding the peer service to {address}"))?,
         ),
@@ -245,7 +245,8 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            if let Err(error) = riffle_node::grpc::serve(listener, node, shutdown).await {
+            if let Err(error) = riffle_node::transport::grpc::serve(listener, node, shutdown).await
+            {
                 tracing::error!(%error, "peer service failed");
             }
         })

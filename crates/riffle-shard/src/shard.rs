@@ -21,16 +21,16 @@ use riffle_types::seqnum::Position;
 use tokio::sync::watch;
 
 use crate::batch::Batch;
-use crate::consensus::Command;
-use crate::consensus::Group;
-use crate::consensus::GroupError;
-use crate::consensus::GroupOptions;
-use crate::consensus::Machine;
-use crate::consensus::ProposeError;
-use crate::consensus::RaftClient;
-use crate::consensus::ReplicaId;
-use crate::consensus::Reply;
-use crate::consensus::record_command;
+use riffle_raft::Command;
+use riffle_raft::Group;
+use riffle_raft::GroupError;
+use riffle_raft::GroupOptions;
+use riffle_raft::Machine;
+use riffle_raft::ProposeError;
+use riffle_raft::RaftClient;
+use riffle_raft::ReplicaId;
+use riffle_raft::Reply;
+use riffle_raft::record_command;
 
 /// Command kind of a record batch.
 pub const COMMAND_RECORDS: u8 = 1;
@@ -465,7 +465,7 @@ mod tests {
 
     use super::*;
     use crate::batch::BatchBuilder;
-    use crate::consensus::ReplicaNode;
+    use riffle_raft::ReplicaNode;
 
     async fn single_replica(storage: Arc<dyn Storage>) -> ShardReplica {
         storage.create_group(7).unwrap();

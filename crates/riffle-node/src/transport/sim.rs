@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rand::Rng;
 use riffle_proto::peer as pb;
+use riffle_raft::message as raft;
 
 use crate::node::Node;
 use crate::peer::FollowStream;
@@ -196,8 +197,8 @@ impl RaftClient for SimClient {
     fn append_entries(
         &self,
         node: u64,
-        request: pb::AppendEntriesRequest,
-    ) -> BoxFuture<'static, Result<pb::AppendEntriesResponse, PeerError>> {
+        request: raft::AppendEntriesRequest,
+    ) -> BoxFuture<'static, Result<raft::AppendEntriesResponse, PeerError>> {
         self.call(node, move |target| async move {
             target.serve_append_entries(request).await
         })
@@ -206,8 +207,8 @@ impl RaftClient for SimClient {
     fn vote(
         &self,
         node: u64,
-        request: pb::VoteRequest,
-    ) -> BoxFuture<'static, Result<pb::VoteResponse, PeerError>> {
+        request: raft::VoteRequest,
+    ) -> BoxFuture<'static, Result<raft::VoteResponse, PeerError>> {
         self.call(node, move |target| async move {
             target.serve_vote(request).await
         })
@@ -216,8 +217,8 @@ impl RaftClient for SimClient {
     fn transfer_leader(
         &self,
         node: u64,
-        request: pb::TransferLeaderRequest,
-    ) -> BoxFuture<'static, Result<pb::TransferLeaderResponse, PeerError>> {
+        request: raft::TransferLeaderRequest,
+    ) -> BoxFuture<'static, Result<raft::TransferLeaderResponse, PeerError>> {
         self.call(node, move |target| async move {
             target.serve_transfer_leader(request).await
         })
@@ -226,11 +227,10 @@ impl RaftClient for SimClient {
     fn install_snapshot(
         &self,
         node: u64,
-        meta: pb::SnapshotMeta,
-        data: Vec<u8>,
-    ) -> BoxFuture<'static, Result<pb::SnapshotResponse, PeerError>> {
+        request: raft::InstallSnapshotRequest,
+    ) -> BoxFuture<'static, Result<raft::SnapshotResponse, PeerError>> {
         self.call(node, move |target| async move {
-            target.serve_install_snapshot(meta, data).await
+            target.serve_install_snapshot(request).await
         })
     }
 }

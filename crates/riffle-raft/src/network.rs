@@ -23,15 +23,15 @@ use openraft::raft::TransferLeaderRequest;
 use openraft::raft::TransferLeaderResponse;
 use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
-use riffle_proto::peer as pb;
 use riffle_storage::GroupId;
 
-use super::types::ReplicaId;
-use super::types::ReplicaNode;
-use super::types::Snapshot;
-use super::types::TypeConfig;
-use super::types::Vote;
-use super::wire;
+use crate::convert;
+use crate::message;
+use crate::types::ReplicaId;
+use crate::types::ReplicaNode;
+use crate::types::Snapshot;
+use crate::types::TypeConfig;
+use crate::types::Vote;
 
 pub type RpcResult<T> = Result<T, RPCError<TypeConfig>>;
 
@@ -46,33 +46,32 @@ pub enum PeerError {
     Failed { node: u64, reason: String },
 }
 
-/// Sends Raft messages of any group to another node (implemented by the gRPC transport and by
-/// the in-process test network).
+/// Sends Raft messages of any group to another node (implemented by the node's transports: gRPC,
+/// and the in-process test network).
 pub trait RaftClient: Send + Sync + 'static {
     fn append_entries(
         &self,
         node: u64,
-        request: pb::AppendEntriesRequest,
-    ) -> BoxFuture<'static, Result<pb::AppendEntriesResponse, PeerError>>;
+        request: message::AppendEntriesRequest,
+    ) -> BoxFuture<'static, Result<message::AppendEntriesResponse, PeerError>>;
 
     fn vote(
         &self,
         node: u64,
-        request: pb::VoteRequest,
-    ) -> BoxFuture<'static, Result<pb::VoteResponse, PeerError>>;
+        request: message::VoteRequest,
+    ) -> BoxFuture<'static, Result<message::VoteResponse, PeerError>>;
 
     fn transfer_leader(
         &self,
         node: u64,
-        request: pb::TransferLeaderRequest,
-    ) -> BoxFuture<'static, Result<pb::TransferLeaderResponse, PeerError>>;
+        request: message::TransferLeaderRequest,
+    ) -> BoxFuture<'static, Result<message::TransferLeaderResponse, PeerError>>;
 
     fn install_snapshot(
         &self,
         node: u64,
-        meta: pb::SnapshotMeta,
-        data: Vec<u8>,
-    ) -> BoxFuture<'static, Result<pb::SnapshotResponse, PeerError>>;
+        request: message::InstallSnapshotRequest,
+    ) -> BoxFuture<'static, Result<message::SnapshotResponse, PeerError>>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,16 +145,14 @@ impl Connection {
         request: VoteRequest<TypeConfig>,
         pre_vote: bool,
     ) -> RpcResult<VoteResponse<TypeConfig>> {
-        let wire_request = wire::vote_request_to_pb(self.group, self.target, &request, pre_vote);
+        let message = convert::vote_request_out(self.group, self.target, &request, pre_vote);
         let response = self
             .client()?
-            .vote(self.node, wire_request)
+            .vote(self.node, message)
             .await
             .map_err(rpc_error)?;
-        match wire::vote_response_from_pb(response).map_err(decode_error)? {
-            Ok(response) => Ok(response),
-            Err(reason) => Err(RPCError::Unreachable(unreachable(reason))),
-        }
+        convert::vote_response_in(response)
+            .map_err(|reason| RPCError::Unreachable(unreachable(reason)))
     }
 }
 
@@ -167,17 +164,15 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         request: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<TypeConfig>> {
-        let wire_request =
-            wire::append_request_to_pb(self.group, self.target, &request).map_err(decode_error)?;
+        let message =
+            convert::append_request_out(self.group, self.target, &request).map_err(decode_error)?;
         let response = self
             .client()?
-            .append_entries(self.node, wire_request)
+            .append_entries(self.node, message)
             .await
             .map_err(rpc_error)?;
-        match wire::append_response_from_pb(response).map_err(decode_error)? {
-            Ok(response) => Ok(response),
-            Err(reason) => Err(RPCError::Unreachable(unreachable(reason))),
-        }
+        convert::append_response_in(response)
+            .map_err(|reason| RPCError::Unreachable(unreachable(reason)))
     }
 
     async fn vote(
@@ -203,11 +198,17 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let meta = wire::snapshot_meta_to_pb(self.group, self.target, &vote, &snapshot.meta)
-            .map_err(|error| StreamingError::Unreachable(unreachable(error.to_string())))?;
+        let message = convert::snapshot_request_out(
+            self.group,
+            self.target,
+            &vote,
+            &snapshot.meta,
+            snapshot.snapshot,
+        )
+        .map_err(|error| StreamingError::Unreachable(unreachable(error.to_string())))?;
         let client = self.client()?;
         let response = client
-            .install_snapshot(self.node, meta, snapshot.snapshot)
+            .install_snapshot(self.node, message)
             .await
             .map_err(|error| match error {
                 PeerError::Unreachable { .. } => {
@@ -217,11 +218,8 @@ impl RaftNetworkV2<TypeConfig> for Connection {
                     StreamingError::Network(NetworkError::new(&Reason(error.to_string())))
                 }
             })?;
-        match wire::snapshot_response_from_pb(response) {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(reason)) => Err(StreamingError::Unreachable(unreachable(reason))),
-            Err(error) => Err(StreamingError::Network(NetworkError::new(&error))),
-        }
+        convert::snapshot_response_in(response)
+            .map_err(|reason| StreamingError::Unreachable(unreachable(reason)))
     }
 
     async fn transfer_leader(
@@ -229,21 +227,21 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         request: TransferLeaderRequest<TypeConfig>,
         _option: RPCOption,
     ) -> RpcResult<TransferLeaderResponse<TypeConfig>> {
-        let wire_request = wire::transfer_request_to_pb(self.group, self.target, &request);
+        let message = convert::transfer_request_out(self.group, self.target, &request);
         let response = self
             .client()?
-            .transfer_leader(self.node, wire_request)
+            .transfer_leader(self.node, message)
             .await
             .map_err(rpc_error)?;
-        if !response.unavailable.is_empty() {
-            return Err(RPCError::Unreachable(unreachable(response.unavailable)));
+        match response {
+            message::TransferLeaderResponse::Accepted => Ok(Ok(())),
+            message::TransferLeaderResponse::Unavailable(reason) => {
+                Err(RPCError::Unreachable(unreachable(reason)))
+            }
+            message::TransferLeaderResponse::Rejected(reason) => {
+                Err(RPCError::Network(NetworkError::new(&Reason(reason))))
+            }
         }
-        if !response.rejected.is_empty() {
-            return Err(RPCError::Network(NetworkError::new(&Reason(
-                response.rejected,
-            ))));
-        }
-        Ok(Ok(()))
     }
 
     fn backoff(&self) -> Option<Backoff> {

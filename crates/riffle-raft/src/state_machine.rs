@@ -20,14 +20,14 @@ use riffle_storage::Storage;
 use riffle_storage::group_space;
 use tokio::sync::Mutex;
 
-use super::codec::AppliedRepr;
-use super::types::Command;
-use super::types::LogId;
-use super::types::Reply;
-use super::types::Snapshot;
-use super::types::SnapshotMeta;
-use super::types::StoredMembership;
-use super::types::TypeConfig;
+use crate::codec::AppliedRepr;
+use crate::types::Command;
+use crate::types::LogId;
+use crate::types::Reply;
+use crate::types::Snapshot;
+use crate::types::SnapshotMeta;
+use crate::types::StoredMembership;
+use crate::types::TypeConfig;
 
 const APPLIED_KEY: &[u8] = b"applied";
 /// How often a checkpointing machine's state is written at most. A stale checkpoint only means

@@ -12,14 +12,14 @@ use openraft::entry::RaftEntry;
 use riffle_storage::LogPosition;
 use riffle_storage::LogRecord;
 
-use super::types::Command;
-use super::types::Entry;
-use super::types::LogId;
-use super::types::Membership;
-use super::types::ReplicaId;
-use super::types::ReplicaNode;
-use super::types::StoredMembership;
-use super::types::Vote;
+use crate::types::Command;
+use crate::types::Entry;
+use crate::types::LogId;
+use crate::types::Membership;
+use crate::types::ReplicaId;
+use crate::types::ReplicaNode;
+use crate::types::StoredMembership;
+use crate::types::Vote;
 
 /// Storage `kind` of a blank entry (written by every new leader).
 pub const KIND_BLANK: u8 = 0;

@@ -17,6 +17,7 @@ use riffle_proto::peer as pb;
 use riffle_proto::peer::peer_client::PeerClient as GrpcClient;
 use riffle_proto::peer::peer_server::Peer;
 use riffle_proto::peer::peer_server::PeerServer;
+use riffle_raft::message as raft;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
@@ -27,6 +28,8 @@ use tonic::Status;
 use tonic::Streaming;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
+
+mod convert;
 
 use crate::node::Node;
 use crate::peer::FollowStream;
@@ -55,7 +58,7 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// AppendEntries calls to one node waiting to be sent, each with where its answer goes.
 type PendingAppend = (
     pb::AppendEntriesRequest,
-    oneshot::Sender<Result<pb::AppendEntriesResponse, PeerError>>,
+    oneshot::Sender<Result<raft::AppendEntriesResponse, PeerError>>,
 );
 
 /// At most this many AppendEntries batches in flight to one node; while they are, new calls
@@ -173,6 +176,14 @@ fn peer_error(node: u64, status: Status) -> PeerError {
     }
 }
 
+/// An answer that arrived but could not be understood: the call may have run.
+fn malformed_answer(node: u64, error: convert::Malformed) -> PeerError {
+    PeerError::Failed {
+        node,
+        reason: error.to_string(),
+    }
+}
+
 /// Runs one unary call on the peer's channel.
 macro_rules! unary {
     ($self:ident, $node:ident, $method:ident, $message:expr, $timeout:expr) => {{
@@ -240,7 +251,9 @@ async fn send_batches(
             match outcome {
                 Ok(response) if response.responses.len() == answers.len() => {
                     for (answer, response) in answers.into_iter().zip(response.responses) {
-                        let _ = answer.send(Ok(response));
+                        let response = convert::append_entries_response_from_pb(response)
+                            .map_err(|error| malformed_answer(node, error));
+                        let _ = answer.send(response);
                     }
                 }
                 Ok(response) => {
@@ -270,9 +283,10 @@ impl RaftClient for GrpcPeers {
     fn append_entries(
         &self,
         node: u64,
-        request: pb::AppendEntriesRequest,
-    ) -> BoxFuture<'static, Result<pb::AppendEntriesResponse, PeerError>> {
+        request: raft::AppendEntriesRequest,
+    ) -> BoxFuture<'static, Result<raft::AppendEntriesResponse, PeerError>> {
         let (answer, receiver) = oneshot::channel();
+        let request = convert::append_entries_request_to_pb(request);
         let queued = self.batcher(node).send((request, answer));
         async move {
             if queued.is_err() {
@@ -294,32 +308,51 @@ impl RaftClient for GrpcPeers {
     fn vote(
         &self,
         node: u64,
-        request: pb::VoteRequest,
-    ) -> BoxFuture<'static, Result<pb::VoteResponse, PeerError>> {
-        unary!(self, node, vote, request, RAFT_TIMEOUT)
+        request: raft::VoteRequest,
+    ) -> BoxFuture<'static, Result<raft::VoteResponse, PeerError>> {
+        let call = unary!(
+            self,
+            node,
+            vote,
+            convert::vote_request_to_pb(request),
+            RAFT_TIMEOUT
+        );
+        async move {
+            convert::vote_response_from_pb(call.await?)
+                .map_err(|error| malformed_answer(node, error))
+        }
+        .boxed()
     }
 
     fn transfer_leader(
         &self,
         node: u64,
-        request: pb::TransferLeaderRequest,
-    ) -> BoxFuture<'static, Result<pb::TransferLeaderResponse, PeerError>> {
-        unary!(self, node, transfer_leader, request, RAFT_TIMEOUT)
+        request: raft::TransferLeaderRequest,
+    ) -> BoxFuture<'static, Result<raft::TransferLeaderResponse, PeerError>> {
+        let call = unary!(
+            self,
+            node,
+            transfer_leader,
+            convert::transfer_request_to_pb(request),
+            RAFT_TIMEOUT
+        );
+        async move { Ok(convert::transfer_response_from_pb(call.await?)) }.boxed()
     }
 
     fn install_snapshot(
         &self,
         node: u64,
-        meta: pb::SnapshotMeta,
-        data: Vec<u8>,
-    ) -> BoxFuture<'static, Result<pb::SnapshotResponse, PeerError>> {
+        snapshot: raft::InstallSnapshotRequest,
+    ) -> BoxFuture<'static, Result<raft::SnapshotResponse, PeerError>> {
         let client = self.client(node);
         async move {
             let mut client = client?;
             let mut chunks = vec![pb::SnapshotChunk {
-                chunk: Some(pb::snapshot_chunk::Chunk::Meta(meta)),
+                chunk: Some(pb::snapshot_chunk::Chunk::Meta(
+                    convert::snapshot_meta_to_pb(&snapshot),
+                )),
             }];
-            for piece in data.chunks(SNAPSHOT_CHUNK) {
+            for piece in snapshot.data.chunks(SNAPSHOT_CHUNK) {
                 chunks.push(pb::SnapshotChunk {
                     chunk: Some(pb::snapshot_chunk::Chunk::Data(
                         bytes::Bytes::copy_from_slice(piece),
@@ -327,11 +360,13 @@ impl RaftClient for GrpcPeers {
                 });
             }
             let stream = futures_util::stream::iter(chunks);
-            client
+            let response = client
                 .install_snapshot(request(stream, Duration::from_secs(300)))
                 .await
                 .map(Response::into_inner)
-                .map_err(|status| peer_error(node, status))
+                .map_err(|status| peer_error(node, status))?;
+            convert::snapshot_response_from_pb(response)
+                .map_err(|error| malformed_answer(node, error))
         }
         .boxed()
     }
@@ -433,7 +468,7 @@ impl Peer for PeerService {
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         Ok(Response::new(
-            self.node.serve_append_entries(request.into_inner()).await,
+            serve_append_entries(&self.node, request.into_inner()).await,
         ))
     }
 
@@ -445,7 +480,7 @@ impl Peer for PeerService {
             .into_inner()
             .requests
             .into_iter()
-            .map(|request| self.node.serve_append_entries(request));
+            .map(|request| serve_append_entries(&self.node, request));
         let responses = futures_util::future::join_all(calls).await;
         Ok(Response::new(pb::AppendEntriesBatchResponse { responses }))
     }
@@ -454,18 +489,22 @@ impl Peer for PeerService {
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
-        Ok(Response::new(
-            self.node.serve_vote(request.into_inner()).await,
-        ))
+        let response = match convert::vote_request_from_pb(request.into_inner()) {
+            Ok(request) => self.node.serve_vote(request).await,
+            Err(error) => raft::VoteResponse::Unavailable(format!("undecodable vote: {error}")),
+        };
+        Ok(Response::new(convert::vote_response_to_pb(response)))
     }
 
     async fn transfer_leader(
         &self,
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
-        Ok(Response::new(
-            self.node.serve_transfer_leader(request.into_inner()).await,
-        ))
+        let response = match convert::transfer_request_from_pb(request.into_inner()) {
+            Ok(request) => self.node.serve_transfer_leader(request).await,
+            Err(error) => raft::TransferLeaderResponse::Unavailable(error.to_string()),
+        };
+        Ok(Response::new(convert::transfer_response_to_pb(response)))
     }
 
     async fn install_snapshot(
@@ -493,9 +532,11 @@ impl Peer for PeerService {
                 }
             }
         }
-        Ok(Response::new(
-            self.node.serve_install_snapshot(meta, data).await,
-        ))
+        let response = match convert::snapshot_request_from_pb(meta, data) {
+            Ok(request) => self.node.serve_install_snapshot(request).await,
+            Err(error) => raft::SnapshotResponse::Unavailable(error.to_string()),
+        };
+        Ok(Response::new(convert::snapshot_response_to_pb(response)))
     }
 
     async fn append(
@@ -575,6 +616,20 @@ impl Peer for PeerService {
             self.node.serve_join(request.into_inner()).await,
         ))
     }
+}
+
+/// One AppendEntries of a batch (or on its own), converted at the edge.
+async fn serve_append_entries(
+    node: &Node,
+    request: pb::AppendEntriesRequest,
+) -> pb::AppendEntriesResponse {
+    let response = match convert::append_entries_request_from_pb(request) {
+        Ok(request) => node.serve_append_entries(request).await,
+        Err(error) => {
+            raft::AppendEntriesResponse::Unavailable(format!("undecodable append-entries: {error}"))
+        }
+    };
+    convert::append_entries_response_to_pb(response)
 }
 
 /// Serves the peer protocol on `listener` until `shutdown` resolves.

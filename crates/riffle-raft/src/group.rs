@@ -25,19 +25,19 @@ use openraft::raft::ClientWriteResponse;
 use riffle_storage::GroupId;
 use riffle_storage::Storage;
 
-use super::log_store::LogStore;
-use super::network::Network;
-use super::network::RaftClient;
-use super::state_machine::Machine;
-use super::state_machine::StateMachineStore;
-use super::types::Command;
-use super::types::ReplicaId;
-use super::types::ReplicaNode;
-use super::types::Reply;
-use super::types::Snapshot;
-use super::types::TypeConfig;
-use super::wire;
-use riffle_proto::peer as pb;
+use crate::convert;
+use crate::log_store::LogStore;
+use crate::message;
+use crate::network::Network;
+use crate::network::RaftClient;
+use crate::state_machine::Machine;
+use crate::state_machine::StateMachineStore;
+use crate::types::Command;
+use crate::types::ReplicaId;
+use crate::types::ReplicaNode;
+use crate::types::Reply;
+use crate::types::Snapshot;
+use crate::types::TypeConfig;
 
 type RaftHandle<M> = openraft::Raft<TypeConfig, StateMachineStore<M>>;
 
@@ -677,16 +677,16 @@ impl<M: Machine> Group<M> {
             .collect()
     }
 
-    /// This replica's current vote, on the wire (the leader it follows).
-    pub fn vote(&self) -> pb::Vote {
-        wire::vote_to_pb(&self.server_metrics.borrow_watched().vote)
+    /// This replica's current vote (the leader it follows).
+    pub fn vote(&self) -> message::Vote {
+        convert::vote_out(&self.server_metrics.borrow_watched().vote)
     }
 
     /// Makes this replica go to sleep if it follows the leader that asks (`leader_vote`) and
     /// has everything that leader has. Returns whether it now hibernates.
-    pub fn hibernate_follower(&self, leader_vote: &pb::Vote) -> bool {
+    pub fn hibernate_follower(&self, leader_vote: &message::Vote) -> bool {
         let metrics = self.raft.metrics().borrow_watched().clone();
-        let following = wire::vote_to_pb(&metrics.vote) == *leader_vote
+        let following = convert::vote_out(&metrics.vote) == *leader_vote
             && metrics.current_leader.is_some()
             && metrics.current_leader != Some(self.replica);
         let caught_up = metrics.last_applied.map(|id| id.index) == metrics.last_log_index;
@@ -700,35 +700,29 @@ impl<M: Machine> Group<M> {
     /// Serves an AppendEntries from another node.
     pub async fn handle_append_entries(
         &self,
-        request: pb::AppendEntriesRequest,
-    ) -> pb::AppendEntriesResponse {
+        request: message::AppendEntriesRequest,
+    ) -> message::AppendEntriesResponse {
         self.wake();
         self.activity.mark_append();
-        let unavailable = |reason: String| pb::AppendEntriesResponse {
-            result: Some(pb::append_entries_response::Result::Unavailable(reason)),
-        };
-        let request = match wire::append_request_from_pb(request) {
+        let request = match convert::append_request_in(request) {
             Ok(request) => request,
-            Err(error) => return unavailable(format!("undecodable append-entries: {error}")),
+            Err(error) => {
+                return message::AppendEntriesResponse::Unavailable(format!(
+                    "undecodable append-entries: {error}"
+                ));
+            }
         };
         match self.raft.append_entries(request).await {
-            Ok(response) => wire::append_response_to_pb(&response),
-            Err(error) => unavailable(error.to_string()),
+            Ok(response) => convert::append_response_out(&response),
+            Err(error) => message::AppendEntriesResponse::Unavailable(error.to_string()),
         }
     }
 
     /// Serves a (pre-)vote from another node.
-    pub async fn handle_vote(&self, request: pb::VoteRequest) -> pb::VoteResponse {
+    pub async fn handle_vote(&self, request: message::VoteRequest) -> message::VoteResponse {
         self.wake();
-        let unavailable = |reason: String| pb::VoteResponse {
-            unavailable: reason,
-            ..Default::default()
-        };
         let pre_vote = request.pre_vote;
-        let request = match wire::vote_request_from_pb(request) {
-            Ok(request) => request,
-            Err(error) => return unavailable(format!("undecodable vote: {error}")),
-        };
+        let request = convert::vote_request_in(request);
         let takeover = request.leadership_transfer && !pre_vote;
         let candidate_log = request.last_log_id;
         let response = if pre_vote {
@@ -745,9 +739,9 @@ impl<M: Machine> Group<M> {
                 if takeover && !response.vote_granted && response.last_log_id > candidate_log {
                     self.take_over_after_refusing();
                 }
-                wire::vote_response_to_pb(&response)
+                convert::vote_response_out(&response)
             }
-            Err(error) => unavailable(error.to_string()),
+            Err(error) => message::VoteResponse::Unavailable(error.to_string()),
         }
     }
 
@@ -783,46 +777,26 @@ impl<M: Machine> Group<M> {
     /// Serves a leadership transfer notice from the leader.
     pub async fn handle_transfer_leader(
         &self,
-        request: pb::TransferLeaderRequest,
-    ) -> pb::TransferLeaderResponse {
+        request: message::TransferLeaderRequest,
+    ) -> message::TransferLeaderResponse {
         self.wake();
-        let request = match wire::transfer_request_from_pb(request) {
-            Ok(request) => request,
-            Err(error) => {
-                return pb::TransferLeaderResponse {
-                    rejected: String::new(),
-                    unavailable: error.to_string(),
-                };
-            }
-        };
+        let request = convert::transfer_request_in(request);
         match self.raft.handle_transfer_leader(request).await {
-            Ok(Ok(())) => pb::TransferLeaderResponse::default(),
-            Ok(Err(rejected)) => pb::TransferLeaderResponse {
-                rejected: rejected.to_string(),
-                unavailable: String::new(),
-            },
-            Err(fatal) => pb::TransferLeaderResponse {
-                rejected: String::new(),
-                unavailable: fatal.to_string(),
-            },
+            Ok(Ok(())) => message::TransferLeaderResponse::Accepted,
+            Ok(Err(rejected)) => message::TransferLeaderResponse::Rejected(rejected.to_string()),
+            Err(fatal) => message::TransferLeaderResponse::Unavailable(fatal.to_string()),
         }
     }
 
     /// Installs a full snapshot sent by the leader.
     pub async fn handle_install_snapshot(
         &self,
-        meta: pb::SnapshotMeta,
-        data: Vec<u8>,
-    ) -> pb::SnapshotResponse {
+        request: message::InstallSnapshotRequest,
+    ) -> message::SnapshotResponse {
         self.wake();
-        let (vote, meta) = match wire::snapshot_meta_from_pb(meta) {
+        let (vote, meta, data) = match convert::snapshot_request_in(request) {
             Ok(decoded) => decoded,
-            Err(error) => {
-                return pb::SnapshotResponse {
-                    vote: None,
-                    unavailable: error.to_string(),
-                };
-            }
+            Err(error) => return message::SnapshotResponse::Unavailable(error.to_string()),
         };
         match self
             .raft
@@ -835,14 +809,10 @@ impl<M: Machine> Group<M> {
             )
             .await
         {
-            Ok(response) => pb::SnapshotResponse {
-                vote: Some(wire::vote_to_pb(&response.vote)),
-                unavailable: String::new(),
+            Ok(response) => message::SnapshotResponse::Installed {
+                vote: convert::vote_out(&response.vote),
             },
-            Err(fatal) => pb::SnapshotResponse {
-                vote: None,
-                unavailable: fatal.to_string(),
-            },
+            Err(fatal) => message::SnapshotResponse::Unavailable(fatal.to_string()),
         }
     }
 

@@ -20,11 +20,11 @@ use riffle_storage::KvOp;
 use riffle_storage::Storage;
 use riffle_storage::group_space;
 
-use super::codec;
-use super::types::Entry;
-use super::types::LogId;
-use super::types::TypeConfig;
-use super::types::Vote;
+use crate::codec;
+use crate::types::Entry;
+use crate::types::LogId;
+use crate::types::TypeConfig;
+use crate::types::Vote;
 
 const VOTE_KEY: &[u8] = b"vote";
 /// How often the committed hint is written at most.
