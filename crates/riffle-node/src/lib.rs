@@ -10,6 +10,11 @@ pub mod beacon;
 pub mod follow;
 pub mod node;
 pub mod peer;
+mod routing;
+pub mod serve;
+pub mod service;
+#[cfg(test)]
+mod testing;
 pub mod transport;
 
 pub use node::DataError;

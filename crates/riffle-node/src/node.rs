@@ -14,7 +14,6 @@ use std::time::Instant;
 use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use riffle_control::ControlCommand;
 use riffle_control::ControlPlane;
@@ -31,32 +30,28 @@ use riffle_control::scheduler;
 use riffle_control::scheduler::Observed;
 use riffle_control::scheduler::Policy;
 use riffle_control::scheduler::ShardLoad;
-use riffle_proto::peer as pb;
 use riffle_raft::AwakeSet;
 use riffle_raft::Group;
 use riffle_raft::GroupOptions;
-use riffle_raft::ProposeError;
 use riffle_raft::RaftClient;
 use riffle_raft::ReplicaNode;
-use riffle_raft::message as raft;
-use riffle_shard::shard::AppendError;
-use riffle_shard::shard::ReadPage;
 use riffle_shard::shard::ShardMachine;
 use riffle_shard::shard::ShardReplica;
 use riffle_storage::Storage;
 use riffle_storage::StorageError;
 use riffle_types::KinesisError;
 use riffle_types::TokenKey;
-use riffle_types::seqnum::Position;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::beacon::Beacon;
+use crate::peer::HibernateRequest;
+use crate::peer::JoinRequest;
+use crate::peer::LeaderOf;
 use crate::peer::PeerClient;
-use crate::peer::PeerError;
 use crate::peer::PeerForwarder;
-use crate::peer::kinesis_error_from_pb;
-use crate::peer::kinesis_error_to_pb;
+use crate::routing::LeaderCache;
+use crate::serve::LocalShards;
 
 /// A group that has served nothing since it started sleeps after this much quiet (or after
 /// `hibernate_after` if that is shorter).
@@ -158,7 +153,7 @@ struct PeerHealth {
     last_ok: Option<Instant>,
     alive: bool,
     /// Groups the node said it leads, with the leading replica and write rates.
-    leading: Vec<pb::LeaderOf>,
+    leading: Vec<LeaderOf>,
 }
 
 /// A local group this node leads, with its measured write rate.
@@ -207,17 +202,17 @@ pub struct Node {
     storage: Arc<dyn Storage>,
     pub(crate) peers: Option<Arc<dyn PeerClient>>,
     control: OnceLock<ControlPlane>,
-    shards: RwLock<HashMap<u64, ShardReplica>>,
+    shards: LocalShards,
     shard_options: GroupOptions,
     token_key: RwLock<Option<TokenKey>>,
     health: RwLock<HashMap<u64, PeerHealth>>,
     /// UDP pings answered outside the runtime (see [`crate::beacon`]); without it (tests on the
     /// in-process network) only the peer-protocol pings tell liveness.
     beacon: OnceLock<Arc<Beacon>>,
-    /// Which node leads each shard group, as last learned (hints, answers, the control state).
-    leader_cache: RwLock<HashMap<u64, u64>>,
+    /// Which node leads each shard group, as last learned (answers and hints).
+    pub(crate) leader_cache: LeaderCache,
     /// The local groups this node leads, as pings report them.
-    leading: RwLock<Vec<pb::LeaderOf>>,
+    leading: RwLock<Vec<LeaderOf>>,
     /// Which local shard groups this node leads, by group. Only awake groups can change
     /// leadership, so only they are re-checked.
     leading_groups: Mutex<HashMap<u64, Led>>,
@@ -231,8 +226,6 @@ pub struct Node {
     synced_state: Mutex<Option<Arc<ControlState>>>,
     started_at: Instant,
     pub(crate) stop: watch::Sender<bool>,
-    /// SubscribeToShard subscriptions following shards this node leads.
-    pub(crate) subscriptions: crate::follow::Subscriptions,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -260,12 +253,12 @@ impl Node {
             storage,
             peers,
             control: OnceLock::new(),
-            shards: RwLock::new(HashMap::new()),
+            shards: LocalShards::new(stop.subscribe()),
             shard_options,
             token_key: RwLock::new(None),
             health: RwLock::new(HashMap::new()),
             beacon: OnceLock::new(),
-            leader_cache: RwLock::new(HashMap::new()),
+            leader_cache: LeaderCache::default(),
             leading: RwLock::new(Vec::new()),
             leading_groups: Mutex::new(HashMap::new()),
             transfers: Mutex::new(HashMap::new()),
@@ -274,7 +267,6 @@ impl Node {
             synced_state: Mutex::new(None),
             started_at: Instant::now(),
             stop,
-            subscriptions: Default::default(),
             tasks: Mutex::new(Vec::new()),
         })
     }
@@ -356,7 +348,25 @@ impl Node {
 
     /// The local replica of a shard group, if this node hosts one and it is running.
     pub fn local_shard(&self, group: u64) -> Option<ShardReplica> {
-        self.shards.read().ok()?.get(&group).cloned()
+        self.shards.get(group)
+    }
+
+    /// The shard replicas running here, and the shard service over them.
+    pub fn shards(&self) -> &LocalShards {
+        &self.shards
+    }
+
+    /// The control plane, if [`Node::start`] got that far (peers may call before).
+    pub(crate) fn control_if_started(&self) -> Option<&ControlPlane> {
+        self.control.get()
+    }
+
+    /// The groups this node leads, as last refreshed (what pings report).
+    pub(crate) fn leading_report(&self) -> Vec<LeaderOf> {
+        self.leading
+            .read()
+            .map(|leading| leading.clone())
+            .unwrap_or_default()
     }
 
     /// Nodes this node currently believes alive (itself included).
@@ -401,28 +411,6 @@ impl Node {
                 .unwrap_or(false)
     }
 
-    /// Runs a call to `node`, giving up (`None`) as soon as liveness calls the node down: a
-    /// frozen or cut-off node never answers, and its callers should not wait for the
-    /// transport's timeout to move on.
-    pub(crate) async fn until_down<T>(
-        &self,
-        node: u64,
-        call: impl std::future::Future<Output = T>,
-    ) -> Option<T> {
-        let went_down = async {
-            loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                if self.is_down(node) {
-                    break;
-                }
-            }
-        };
-        tokio::select! {
-            result = call => Some(result),
-            () = went_down => None,
-        }
-    }
-
     /// Stops the background tasks and every group. Storage stays as it is.
     pub async fn shutdown(&self) {
         self.stop.send_replace(true);
@@ -437,10 +425,7 @@ impl Node {
         for task in tasks {
             let _ = task.await;
         }
-        let replicas: Vec<ShardReplica> = match self.shards.write() {
-            Ok(mut shards) => shards.drain().map(|(_, replica)| replica).collect(),
-            Err(_) => Vec::new(),
-        };
+        let replicas = self.shards.drain();
         for replica in replicas {
             replica.shutdown().await;
         }
@@ -557,7 +542,7 @@ impl Node {
                 "joining needs a peer transport",
             )));
         };
-        let request = pb::JoinRequest {
+        let request = JoinRequest {
             node_id: self.config.node_id,
             peer_addr: self.config.peer_addr.clone(),
             api_addr: self.config.api_addr.clone(),
@@ -569,12 +554,11 @@ impl Node {
                 return Err(NodeError::Stopping);
             }
             match peers.join(via, request.clone()).await {
-                Ok(pb::JoinResponse { error: None }) => {
+                Ok(Ok(())) => {
                     tracing::info!(via, "joined the cluster as a metadata learner");
                     return Ok(());
                 }
-                Ok(pb::JoinResponse { error: Some(error) }) => {
-                    let error = kinesis_error_from_pb(error);
+                Ok(Err(error)) => {
                     if error.code != riffle_types::ErrorCode::ServiceUnavailable {
                         return Err(NodeError::Control(error));
                     }
@@ -596,10 +580,8 @@ impl Node {
 
     /// Lets a new node in: registers it and adds it to the metadata group as a learner (on the
     /// metadata leader; another node forwards the request there).
-    pub async fn serve_join(&self, request: pb::JoinRequest) -> pb::JoinResponse {
-        let error = |error: KinesisError| pb::JoinResponse {
-            error: Some(kinesis_error_to_pb(&error)),
-        };
+    pub async fn serve_join(&self, request: JoinRequest) -> Result<(), KinesisError> {
+        let error = Err;
         let Some(control) = self.control.get() else {
             return error(KinesisError::unavailable("this node has not started yet"));
         };
@@ -608,7 +590,7 @@ impl Node {
                 return error(KinesisError::unavailable("no metadata leader known"));
             };
             return match peers.join(leader, request).await {
-                Ok(response) => response,
+                Ok(answer) => answer,
                 Err(failure) => error(KinesisError::unavailable(failure.to_string())),
             };
         }
@@ -637,7 +619,7 @@ impl Node {
             az: request.az,
         };
         match control.group().add_learner(request.node_id, node).await {
-            Ok(()) => pb::JoinResponse { error: None },
+            Ok(()) => Ok(()),
             Err(failure) => error(KinesisError::unavailable(format!(
                 "cannot add the learner: {failure}"
             ))),
@@ -734,20 +716,14 @@ impl Node {
                 tracing::error!(stream = %stream.name, shard = %shard.id(), group, %error, "cannot start shard replica");
             }
         }
-        let stale: Vec<u64> = match self.shards.read() {
-            Ok(shards) => shards
-                .keys()
-                .filter(|group| !wanted.contains_key(group))
-                .copied()
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let stale: Vec<u64> = self
+            .shards
+            .groups()
+            .into_iter()
+            .filter(|group| !wanted.contains_key(group))
+            .collect();
         for group in stale {
-            let replica = self
-                .shards
-                .write()
-                .ok()
-                .and_then(|mut shards| shards.remove(&group));
+            let replica = self.shards.remove(group);
             if let Some(replica) = replica {
                 replica.shutdown().await;
             }
@@ -839,14 +815,12 @@ impl Node {
         if preferred && is_new && !local.learner && shard.replicas.len() > 1 {
             replica.group().campaign().await?;
         }
-        if let Ok(mut shards) = self.shards.write() {
-            shards.insert(group, replica);
-        }
+        self.shards.insert(group, replica);
         Ok(())
     }
 
     /// What every node (this one included) last said it leads: `(node, group and rates)`.
-    fn reported_leaders(&self) -> Vec<(u64, pb::LeaderOf)> {
+    fn reported_leaders(&self) -> Vec<(u64, LeaderOf)> {
         let mut reported = Vec::new();
         if let Ok(health) = self.health.read() {
             for (node, peer) in health.iter().filter(|(_, peer)| peer.alive) {
@@ -1321,479 +1295,6 @@ impl Node {
         }
     }
 
-    // ---------------------------------------------------------------------------------------
-    // Routing: data operations go to the shard leader, wherever it is.
-    // ---------------------------------------------------------------------------------------
-
-    /// The node to try first for a shard: the last one that answered as leader, else the
-    /// leader recorded in the control state, else the preferred (first) replica.
-    fn leader_guess(&self, shard: &ShardRecord) -> u64 {
-        if let Ok(cache) = self.leader_cache.read()
-            && let Some(node) = cache.get(&shard.group)
-        {
-            return *node;
-        }
-        if let Some(replica) = self.local_shard(shard.group)
-            && replica.group().is_leader()
-        {
-            return self.config.node_id;
-        }
-        shard
-            .leader
-            .or_else(|| shard.replicas.first().map(|replica| replica.node))
-            .unwrap_or(self.config.node_id)
-    }
-
-    fn remember_leader(&self, group: u64, node: u64) {
-        if let Ok(mut cache) = self.leader_cache.write() {
-            cache.insert(group, node);
-        }
-    }
-
-    fn forget_leader(&self, group: u64) {
-        if let Ok(mut cache) = self.leader_cache.write() {
-            cache.remove(&group);
-        }
-    }
-
-    /// Runs `call` against the shard's leader: tries the best guess, follows not-leader
-    /// hints, moves on to the next replica when a node is unreachable, and gives up after
-    /// [`ROUTE_DEADLINE`] (elections take a few seconds).
-    pub(crate) async fn on_shard_leader<T, F, Fut>(
-        &self,
-        shard: &ShardRecord,
-        call: F,
-    ) -> Result<T, DataError>
-    where
-        F: Fn(u64) -> Fut,
-        Fut: std::future::Future<Output = Routed<T>>,
-    {
-        const ROUTE_DEADLINE: Duration = Duration::from_secs(10);
-        let deadline = tokio::time::Instant::now() + ROUTE_DEADLINE;
-        let replicas: Vec<u64> = shard.replicas.iter().map(|replica| replica.node).collect();
-        let mut candidate = self.leader_guess(shard);
-        let mut misses = 0usize;
-        loop {
-            // A node liveness calls down is skipped like an unreachable one (a frozen node
-            // accepts connections but never answers).
-            let routed = if self.is_down(candidate) {
-                Routed::Unreachable
-            } else {
-                call(candidate).await
-            };
-            match routed {
-                Routed::Done(value) => {
-                    self.remember_leader(shard.group, candidate);
-                    return Ok(value);
-                }
-                Routed::Closed => return Err(DataError::Closed),
-                Routed::Failed(error) => {
-                    // The next request guesses again rather than trusting this node.
-                    self.forget_leader(shard.group);
-                    return Err(DataError::Failed(error));
-                }
-                Routed::NotLeader(Some(hint)) if hint != candidate && replicas.contains(&hint) => {
-                    candidate = hint;
-                    continue;
-                }
-                Routed::NotLeader(_) | Routed::Unreachable => {
-                    self.forget_leader(shard.group);
-                    misses += 1;
-                    let position = replicas
-                        .iter()
-                        .position(|node| *node == candidate)
-                        .unwrap_or(0);
-                    candidate = replicas
-                        .get((position + 1) % replicas.len().max(1))
-                        .copied()
-                        .unwrap_or(candidate);
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(DataError::Failed(KinesisError::unavailable(format!(
-                    "shard {} has no reachable leader",
-                    shard.id()
-                ))));
-            }
-            // Once every replica said no, an election is probably running: give it a moment.
-            if misses.is_multiple_of(replicas.len().max(1)) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-
-    /// Appends an encoded batch to a shard (on its leader); returns the entry's log index.
-    pub async fn append(
-        &self,
-        shard: &ShardRecord,
-        batch: Bytes,
-        arrival_ms: u64,
-    ) -> Result<u64, DataError> {
-        let request = pb::AppendRequest {
-            group: shard.group,
-            batch,
-            arrival_ms,
-            seal: false,
-        };
-        self.on_shard_leader(shard, |node| self.append_on(node, request.clone()))
-            .await
-    }
-
-    /// Seals a shard (on its leader); returns the seal's log index.
-    pub async fn seal_shard(&self, shard: &ShardRecord) -> Result<u64, DataError> {
-        let request = pb::AppendRequest {
-            group: shard.group,
-            batch: Bytes::new(),
-            arrival_ms: now_ms(),
-            seal: true,
-        };
-        self.on_shard_leader(shard, |node| self.append_on(node, request.clone()))
-            .await
-    }
-
-    async fn append_on(&self, node: u64, request: pb::AppendRequest) -> Routed<u64> {
-        let response = if node == self.config.node_id {
-            self.serve_append(request).await
-        } else {
-            let Some(peers) = &self.peers else {
-                return Routed::Unreachable;
-            };
-            let Some(result) = self.until_down(node, peers.append(node, request)).await else {
-                return Routed::Failed(KinesisError::internal(format!(
-                    "write outcome unknown: node {node} stopped answering"
-                )));
-            };
-            match result {
-                Ok(response) => response,
-                Err(PeerError::Unreachable { .. }) => return Routed::Unreachable,
-                // Sent, but no answer: the write may have happened. Retrying elsewhere could
-                // write it twice, so the client decides (it sees an error and retries).
-                Err(error @ PeerError::Failed { .. }) => {
-                    return Routed::Failed(KinesisError::internal(format!(
-                        "write outcome unknown: {error}"
-                    )));
-                }
-            }
-        };
-        use pb::append_response::Result as R;
-        match response.result {
-            Some(R::Entry(entry)) => Routed::Done(entry),
-            Some(R::Closed(_)) => Routed::Closed,
-            Some(R::NotLeader(not_leader)) => {
-                Routed::NotLeader((not_leader.leader_node != 0).then_some(not_leader.leader_node))
-            }
-            Some(R::Error(error)) => Routed::Failed(kinesis_error_from_pb(error)),
-            None => Routed::Failed(KinesisError::internal("empty append response")),
-        }
-    }
-
-    /// Reads records from a shard on its leader, after making sure the leader has applied
-    /// everything committed (so an acknowledged record is always visible).
-    pub async fn read(
-        &self,
-        shard: &ShardRecord,
-        from: Position,
-        max_records: usize,
-        max_bytes: usize,
-    ) -> Result<ReadPage, DataError> {
-        let request = pb::ReadRequest {
-            group: shard.group,
-            entry: from.entry,
-            record: from.record,
-            max_records: max_records.min(u32::MAX as usize) as u32,
-            max_bytes: max_bytes as u64,
-        };
-        self.on_shard_leader(shard, |node| self.read_on(node, request))
-            .await
-    }
-
-    async fn read_on(&self, node: u64, request: pb::ReadRequest) -> Routed<ReadPage> {
-        let response = if node == self.config.node_id {
-            self.serve_read(request).await
-        } else {
-            let Some(peers) = &self.peers else {
-                return Routed::Unreachable;
-            };
-            match self.until_down(node, peers.read(node, request)).await {
-                Some(Ok(response)) => response,
-                // Reads have no side effects: any transport failure just moves on.
-                Some(Err(_)) | None => return Routed::Unreachable,
-            }
-        };
-        if let Some(not_leader) = response.not_leader {
-            return Routed::NotLeader(
-                (not_leader.leader_node != 0).then_some(not_leader.leader_node),
-            );
-        }
-        if let Some(error) = response.error {
-            return Routed::Failed(kinesis_error_from_pb(error));
-        }
-        Routed::Done(crate::follow::page_from_pb(response))
-    }
-
-    /// Where LATEST (no timestamp) or AT_TIMESTAMP starts in a shard, asked of its leader.
-    pub async fn locate(
-        &self,
-        shard: &ShardRecord,
-        at_timestamp_ms: Option<u64>,
-    ) -> Result<Position, DataError> {
-        let request = pb::LocateRequest {
-            group: shard.group,
-            at_timestamp_ms,
-        };
-        self.on_shard_leader(shard, |node| self.locate_on(node, request))
-            .await
-    }
-
-    async fn locate_on(&self, node: u64, request: pb::LocateRequest) -> Routed<Position> {
-        let response = if node == self.config.node_id {
-            self.serve_locate(request).await
-        } else {
-            let Some(peers) = &self.peers else {
-                return Routed::Unreachable;
-            };
-            match self.until_down(node, peers.locate(node, request)).await {
-                Some(Ok(response)) => response,
-                Some(Err(_)) | None => return Routed::Unreachable,
-            }
-        };
-        if let Some(not_leader) = response.not_leader {
-            return Routed::NotLeader(
-                (not_leader.leader_node != 0).then_some(not_leader.leader_node),
-            );
-        }
-        if let Some(error) = response.error {
-            return Routed::Failed(kinesis_error_from_pb(error));
-        }
-        Routed::Done(Position {
-            entry: response.entry,
-            record: response.record,
-        })
-    }
-
-    // ---------------------------------------------------------------------------------------
-    // Serving other nodes (the peer service calls these; so do local routes).
-    // ---------------------------------------------------------------------------------------
-
-    /// The node of the replica leading a local group, as the group knows it.
-    fn leader_node_of(group: &impl GroupView) -> u64 {
-        group.leader_node().unwrap_or(0)
-    }
-
-    /// A local shard replica that leads its group, or the not-leader answer to give.
-    pub(crate) fn leading_replica(&self, group: u64) -> Result<ShardReplica, pb::NotLeader> {
-        let Some(replica) = self.local_shard(group) else {
-            return Err(pb::NotLeader { leader_node: 0 });
-        };
-        if !replica.group().is_leader() {
-            // A follower asked to serve may be asleep while its leader is gone: wake it so that
-            // its election timer runs.
-            replica.group().wake();
-            return Err(pb::NotLeader {
-                leader_node: Self::leader_node_of(replica.group()),
-            });
-        }
-        Ok(replica)
-    }
-
-    pub async fn serve_append(&self, request: pb::AppendRequest) -> pb::AppendResponse {
-        use pb::append_response::Result as R;
-        let replica = match self.leading_replica(request.group) {
-            Ok(replica) => replica,
-            Err(not_leader) => {
-                return pb::AppendResponse {
-                    result: Some(R::NotLeader(not_leader)),
-                };
-            }
-        };
-        let outcome = if request.seal {
-            replica.seal(request.arrival_ms).await
-        } else {
-            replica.append(request.batch, request.arrival_ms).await
-        };
-        let result = match outcome {
-            Ok(entry) => R::Entry(entry),
-            Err(AppendError::Closed) => R::Closed(pb::Closed {}),
-            Err(AppendError::Propose(ProposeError::NotLeader { leader })) => {
-                R::NotLeader(pb::NotLeader {
-                    leader_node: leader.map(|(_, node)| node.node).unwrap_or(0),
-                })
-            }
-            // The group stopped (its node shuts down) possibly after the entry was appended and
-            // replicated: the new leader may commit it. Routing the write elsewhere could store
-            // it twice (seen as a reordered record in sim_cluster crash_and_restart), so the
-            // outcome is reported unknown and the client decides.
-            Err(AppendError::Propose(ProposeError::Stopped(reason))) => {
-                R::Error(kinesis_error_to_pb(&KinesisError::internal(format!(
-                    "write outcome unknown: the shard group stopped ({reason})"
-                ))))
-            }
-            Err(AppendError::Propose(ProposeError::Ambiguous(reason))) => {
-                R::Error(kinesis_error_to_pb(&KinesisError::internal(format!(
-                    "write outcome unknown after a leader change: {reason}"
-                ))))
-            }
-            Err(AppendError::Unexpected(reason)) => {
-                R::Error(kinesis_error_to_pb(&KinesisError::internal(reason)))
-            }
-        };
-        pb::AppendResponse {
-            result: Some(result),
-        }
-    }
-
-    pub async fn serve_read(&self, request: pb::ReadRequest) -> pb::ReadResponse {
-        let replica = match self.leading_replica(request.group) {
-            Ok(replica) => replica,
-            Err(not_leader) => {
-                return pb::ReadResponse {
-                    not_leader: Some(not_leader),
-                    ..Default::default()
-                };
-            }
-        };
-        if let Err(error) = replica.group().lease_read_barrier().await {
-            let leader_node = match error {
-                ProposeError::NotLeader { leader } => {
-                    leader.map(|(_, node)| node.node).unwrap_or(0)
-                }
-                _ => 0,
-            };
-            return pb::ReadResponse {
-                not_leader: Some(pb::NotLeader { leader_node }),
-                ..Default::default()
-            };
-        }
-        let from = Position {
-            entry: request.entry,
-            record: request.record,
-        };
-        let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
-        let read = {
-            let replica = replica.clone();
-            // Reads of old data come from disk: keep them off the async threads.
-            tokio::task::spawn_blocking(move || {
-                replica.read(from, request.max_records as usize, max_bytes)
-            })
-            .await
-        };
-        match read {
-            Ok(Ok(page)) => crate::follow::page_to_pb(page),
-            Ok(Err(error)) => pb::ReadResponse {
-                error: Some(kinesis_error_to_pb(&KinesisError::internal(format!(
-                    "cannot read shard: {error}"
-                )))),
-                ..Default::default()
-            },
-            Err(error) => pb::ReadResponse {
-                error: Some(kinesis_error_to_pb(&KinesisError::internal(format!(
-                    "read task failed: {error}"
-                )))),
-                ..Default::default()
-            },
-        }
-    }
-
-    pub async fn serve_locate(&self, request: pb::LocateRequest) -> pb::LocateResponse {
-        let replica = match self.leading_replica(request.group) {
-            Ok(replica) => replica,
-            Err(not_leader) => {
-                return pb::LocateResponse {
-                    not_leader: Some(not_leader),
-                    ..Default::default()
-                };
-            }
-        };
-        if replica.group().lease_read_barrier().await.is_err() {
-            return pb::LocateResponse {
-                not_leader: Some(pb::NotLeader { leader_node: 0 }),
-                ..Default::default()
-            };
-        }
-        let position = match request.at_timestamp_ms {
-            None => Ok(replica.latest()),
-            Some(timestamp) => replica.position_at_time(timestamp),
-        };
-        match position {
-            Ok(position) => pb::LocateResponse {
-                entry: position.entry,
-                record: position.record,
-                ..Default::default()
-            },
-            Err(error) => pb::LocateResponse {
-                error: Some(kinesis_error_to_pb(&KinesisError::internal(format!(
-                    "cannot locate: {error}"
-                )))),
-                ..Default::default()
-            },
-        }
-    }
-
-    pub async fn serve_propose(&self, request: pb::ProposeRequest) -> pb::ProposeResponse {
-        let Some(control) = self.control.get() else {
-            return pb::ProposeResponse {
-                not_leader: Some(pb::NotLeader { leader_node: 0 }),
-                ..Default::default()
-            };
-        };
-        if !control.is_leader() {
-            let leader_node = control.leader().unwrap_or(0);
-            return pb::ProposeResponse {
-                not_leader: Some(pb::NotLeader { leader_node }),
-                ..Default::default()
-            };
-        }
-        match control.propose_locally(request.command).await {
-            Ok((reply, index)) => pb::ProposeResponse {
-                reply,
-                index,
-                ..Default::default()
-            },
-            Err(error) => pb::ProposeResponse {
-                error: Some(kinesis_error_to_pb(&error)),
-                ..Default::default()
-            },
-        }
-    }
-
-    pub async fn serve_read_index(&self) -> pb::ReadIndexResponse {
-        let Some(control) = self.control.get() else {
-            return pb::ReadIndexResponse {
-                not_leader: Some(pb::NotLeader { leader_node: 0 }),
-                ..Default::default()
-            };
-        };
-        if !control.is_leader() {
-            let leader_node = control.leader().unwrap_or(0);
-            return pb::ReadIndexResponse {
-                not_leader: Some(pb::NotLeader { leader_node }),
-                ..Default::default()
-            };
-        }
-        match control.read_index_locally().await {
-            Ok(index) => pb::ReadIndexResponse {
-                index,
-                ..Default::default()
-            },
-            Err(error) => pb::ReadIndexResponse {
-                error: Some(kinesis_error_to_pb(&error)),
-                ..Default::default()
-            },
-        }
-    }
-
-    pub fn serve_ping(&self, _request: pb::PingRequest) -> pb::PingResponse {
-        let leading = self
-            .leading
-            .read()
-            .map(|leading| leading.clone())
-            .unwrap_or_default();
-        pb::PingResponse {
-            node_id: self.config.node_id,
-            leading,
-        }
-    }
-
     /// Recomputes which local groups this node leads (what pings report). Done once per
     /// liveness round rather than per ping, so that it costs O(groups) twice a second.
     fn refresh_leading(&self) {
@@ -1816,7 +1317,7 @@ impl Node {
                 }
             }
         }
-        let mut leading: Vec<pb::LeaderOf> = Vec::with_capacity(groups.len() + 1);
+        let mut leading: Vec<LeaderOf> = Vec::with_capacity(groups.len() + 1);
         for (group, led) in groups.iter_mut() {
             // A sleeping group takes no writes (a write wakes it first): once its rates have
             // decayed to nothing there is nothing to sample, and visiting thousands of them
@@ -1827,7 +1328,7 @@ impl Node {
             {
                 led.sample(replica.meter().totals());
             }
-            leading.push(pb::LeaderOf {
+            leading.push(LeaderOf {
                 group: *group,
                 replica: led.replica,
                 write_bytes_per_sec: led.bytes_per_sec.round() as u64,
@@ -1838,7 +1339,7 @@ impl Node {
         if let Some(control) = self.control.get()
             && control.is_leader()
         {
-            leading.push(pb::LeaderOf {
+            leading.push(LeaderOf {
                 group: CONTROL_GROUP,
                 replica: self.config.node_id,
                 ..Default::default()
@@ -1846,93 +1347,6 @@ impl Node {
         }
         if let Ok(mut slot) = self.leading.write() {
             *slot = leading;
-        }
-    }
-
-    pub fn serve_hibernate(&self, request: pb::HibernateRequest) -> pb::HibernateResponse {
-        let Some(replica) = self.local_shard(request.group) else {
-            return pb::HibernateResponse { hibernating: false };
-        };
-        if replica.group().replica() != request.target {
-            return pb::HibernateResponse { hibernating: false };
-        }
-        let Some(vote) = request.leader_vote else {
-            return pb::HibernateResponse { hibernating: false };
-        };
-        let vote = raft::Vote {
-            term: vote.term,
-            voted_for: vote.voted_for,
-            committed: vote.committed,
-        };
-        pb::HibernateResponse {
-            hibernating: replica.group().hibernate_follower(&vote),
-        }
-    }
-
-    /// Delivers a Raft message to a local group; `Err(reason)` when the group is not here.
-    async fn deliver(&self, group: u64, call: RaftCall) -> Result<RaftAnswer, String> {
-        if group == CONTROL_GROUP {
-            return match self.control.get() {
-                Some(control) => Ok(call.run(control.group().clone()).await),
-                None => Err("the metadata group is not started on this node yet".into()),
-            };
-        }
-        match self.local_shard(group) {
-            Some(replica) => Ok(call.run(replica.group().clone()).await),
-            None => Err(format!(
-                "group {group} is not hosted on node {}",
-                self.config.node_id
-            )),
-        }
-    }
-
-    pub async fn serve_append_entries(
-        &self,
-        request: raft::AppendEntriesRequest,
-    ) -> raft::AppendEntriesResponse {
-        match self
-            .deliver(request.group, RaftCall::AppendEntries(request))
-            .await
-        {
-            Ok(RaftAnswer::AppendEntries(response)) => response,
-            Ok(_) => raft::AppendEntriesResponse::Unavailable("mismatched answer".into()),
-            Err(reason) => raft::AppendEntriesResponse::Unavailable(reason),
-        }
-    }
-
-    pub async fn serve_vote(&self, request: raft::VoteRequest) -> raft::VoteResponse {
-        match self.deliver(request.group, RaftCall::Vote(request)).await {
-            Ok(RaftAnswer::Vote(response)) => response,
-            Ok(_) => raft::VoteResponse::Unavailable("mismatched answer".into()),
-            Err(reason) => raft::VoteResponse::Unavailable(reason),
-        }
-    }
-
-    pub async fn serve_transfer_leader(
-        &self,
-        request: raft::TransferLeaderRequest,
-    ) -> raft::TransferLeaderResponse {
-        match self
-            .deliver(request.group, RaftCall::TransferLeader(request))
-            .await
-        {
-            Ok(RaftAnswer::TransferLeader(response)) => response,
-            Ok(_) => raft::TransferLeaderResponse::Unavailable("mismatched answer".into()),
-            Err(reason) => raft::TransferLeaderResponse::Unavailable(reason),
-        }
-    }
-
-    pub async fn serve_install_snapshot(
-        &self,
-        request: raft::InstallSnapshotRequest,
-    ) -> raft::SnapshotResponse {
-        match self
-            .deliver(request.group, RaftCall::Snapshot(request))
-            .await
-        {
-            Ok(RaftAnswer::Snapshot(response)) => response,
-            Ok(_) => raft::SnapshotResponse::Unavailable("mismatched answer".into()),
-            Err(reason) => raft::SnapshotResponse::Unavailable(reason),
         }
     }
 
@@ -1968,12 +1382,7 @@ impl Node {
             beacon.set_targets(targets);
         }
         let pings = nodes.iter().map(|node| {
-            let call = peers.ping(
-                *node,
-                pb::PingRequest {
-                    from_node: self.config.node_id,
-                },
-            );
+            let call = peers.ping(*node, self.config.node_id);
             async move {
                 (
                     *node,
@@ -2031,13 +1440,10 @@ impl Node {
     /// follower on a node that went down stay asleep: waking thousands of groups at once is
     /// what overloads the survivors.
     fn wake_groups_on(&self, node: u64, went_down: bool) {
-        let Ok(shards) = self.shards.read() else {
-            return;
-        };
-        for replica in shards.values() {
+        self.shards.for_each(|replica| {
             let group = replica.group();
             if !group.is_hibernating() {
-                continue;
+                return;
             }
             let affected = if went_down {
                 leader_on(group, node).is_some()
@@ -2050,7 +1456,7 @@ impl Node {
             if affected {
                 group.wake();
             }
-        }
+        });
     }
 
     /// `node` went down: in every local group whose leader is there, the surviving voters start
@@ -2061,32 +1467,28 @@ impl Node {
     /// quorum needs only one follower up to date).
     async fn take_over_groups_led_on(self: &Arc<Self>, node: u64) {
         let down = self.down_nodes();
-        let candidates: Vec<(ShardReplica, u64, usize)> = {
-            let Ok(shards) = self.shards.read() else {
-                return;
-            };
-            shards
-                .values()
-                .filter_map(|replica| {
-                    let group = replica.group();
-                    let leader = leader_on(group, node)?;
-                    let members = group.members();
-                    let up = |voter: &u64| {
-                        members
-                            .iter()
-                            .any(|(id, at)| id == voter && !down.contains(&at.node))
-                    };
-                    // Voters are a BTreeSet: in replica id order.
-                    let rank = group
-                        .membership()
-                        .voters
-                        .into_iter()
-                        .filter(up)
-                        .position(|voter| voter == group.replica())?;
-                    Some((replica.clone(), leader, rank))
-                })
-                .collect()
-        };
+        let mut candidates: Vec<(ShardReplica, u64, usize)> = Vec::new();
+        self.shards.for_each(|replica| {
+            let candidate = (|| {
+                let group = replica.group();
+                let leader = leader_on(group, node)?;
+                let members = group.members();
+                let up = |voter: &u64| {
+                    members
+                        .iter()
+                        .any(|(id, at)| id == voter && !down.contains(&at.node))
+                };
+                // Voters are a BTreeSet: in replica id order.
+                let rank = group
+                    .membership()
+                    .voters
+                    .into_iter()
+                    .filter(up)
+                    .position(|voter| voter == group.replica())?;
+                Some((replica.clone(), leader, rank))
+            })();
+            candidates.extend(candidate);
+        });
         for (replica, leader, rank) in candidates {
             let node_handle = self.clone();
             let campaign = async move {
@@ -2192,17 +1594,13 @@ impl Node {
             return;
         };
         for (target, node) in &followers {
-            let request = pb::HibernateRequest {
+            let request = HibernateRequest {
                 group: group.id(),
                 target: *target,
-                leader_vote: Some(pb::Vote {
-                    term: vote.term,
-                    voted_for: vote.voted_for,
-                    committed: vote.committed,
-                }),
+                leader_vote: vote,
             };
             match peers.hibernate(node.node, request).await {
-                Ok(response) if response.hibernating => {}
+                Ok(true) => {}
                 _ => return,
             }
         }
@@ -2220,73 +1618,14 @@ impl Node {
 
     /// Per-node counts for status: `(shard replicas hosted, hibernating)`.
     pub fn replica_counts(&self) -> (usize, usize) {
-        match self.shards.read() {
-            Ok(shards) => (
-                shards.len(),
-                shards
-                    .values()
-                    .filter(|replica| replica.group().is_hibernating())
-                    .count(),
-            ),
-            Err(_) => (0, 0),
-        }
-    }
-}
-
-/// The outcome of one routed attempt.
-pub(crate) enum Routed<T> {
-    Done(T),
-    Closed,
-    NotLeader(Option<u64>),
-    Unreachable,
-    Failed(KinesisError),
-}
-
-/// Leader information a group handle offers.
-trait GroupView {
-    fn leader_node(&self) -> Option<u64>;
-}
-
-impl<M: riffle_raft::Machine> GroupView for Group<M> {
-    fn leader_node(&self) -> Option<u64> {
-        let leader = self.leader()?;
-        self.members()
-            .into_iter()
-            .find(|(id, _)| *id == leader)
-            .map(|(_, node)| node.node)
-    }
-}
-
-/// A Raft message for some local group.
-enum RaftCall {
-    AppendEntries(raft::AppendEntriesRequest),
-    Vote(raft::VoteRequest),
-    TransferLeader(raft::TransferLeaderRequest),
-    Snapshot(raft::InstallSnapshotRequest),
-}
-
-/// The answer to a [`RaftCall`].
-enum RaftAnswer {
-    AppendEntries(raft::AppendEntriesResponse),
-    Vote(raft::VoteResponse),
-    TransferLeader(raft::TransferLeaderResponse),
-    Snapshot(raft::SnapshotResponse),
-}
-
-impl RaftCall {
-    async fn run<M: riffle_raft::Machine>(self, group: Group<M>) -> RaftAnswer {
-        match self {
-            RaftCall::AppendEntries(request) => {
-                RaftAnswer::AppendEntries(group.handle_append_entries(request).await)
+        let (mut hosted, mut hibernating) = (0, 0);
+        self.shards.for_each(|replica| {
+            hosted += 1;
+            if replica.group().is_hibernating() {
+                hibernating += 1;
             }
-            RaftCall::Vote(request) => RaftAnswer::Vote(group.handle_vote(request).await),
-            RaftCall::TransferLeader(request) => {
-                RaftAnswer::TransferLeader(group.handle_transfer_leader(request).await)
-            }
-            RaftCall::Snapshot(request) => {
-                RaftAnswer::Snapshot(group.handle_install_snapshot(request).await)
-            }
-        }
+        });
+        (hosted, hibernating)
     }
 }
 

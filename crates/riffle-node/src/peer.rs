@@ -1,7 +1,9 @@
 //! Node-to-node calls. [`PeerClient`] is everything one node asks of another: the Raft traffic
-//! of every group (multiplexed by group id) plus the calls forwarded to a leader. Two
-//! implementations: gRPC over one channel per node pair ([`crate::transport::grpc`]) and an in-process
-//! network with fault injection for tests ([`crate::transport::sim`]).
+//! of every group (multiplexed by group id), the shard calls routed to a leader
+//! ([`crate::service`]), the control calls forwarded to the metadata leader, liveness pings,
+//! hibernation and joining — all typed. Two implementations: gRPC over one channel per node pair
+//! ([`crate::transport::grpc`], the only place protobuf appears) and an in-process network with
+//! fault injection for tests ([`crate::transport::sim`]).
 
 use std::sync::Arc;
 
@@ -10,32 +12,81 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use riffle_control::plane::ControlForwarder;
 use riffle_control::plane::Forwarded;
-use riffle_proto::peer as pb;
 pub use riffle_raft::PeerError;
 pub use riffle_raft::RaftClient;
-use riffle_types::ErrorCode;
+use riffle_raft::message::Vote;
+use riffle_shard::shard::ReadPage;
+use riffle_storage::GroupId;
 use riffle_types::KinesisError;
+use riffle_types::seqnum::Position;
 
-pub use crate::follow::FollowStream;
+use crate::service::AppendRequest;
+use crate::service::FollowRequest;
+use crate::service::Following;
+use crate::service::LocateRequest;
+use crate::service::ReadRequest;
+use crate::service::SealRequest;
+use crate::service::ServeError;
+use crate::service::Served;
 
+/// A call to another node: its answer, or why none came ([`PeerError`]).
 pub type PeerResult<T> = BoxFuture<'static, Result<T, PeerError>>;
+
+/// A group a node leads, as its pings report it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LeaderOf {
+    pub group: GroupId,
+    /// The leading replica.
+    pub replica: u64,
+    /// The group's write rate while this replica led (smoothed), for the scheduler.
+    pub write_bytes_per_sec: u64,
+    pub write_records_per_sec: u64,
+}
+
+/// A node's answer to a ping.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PingAnswer {
+    pub node_id: u64,
+    /// The groups whose local replica leads.
+    pub leading: Vec<LeaderOf>,
+}
+
+/// Asks a follower replica to stop ticking (its group is quiet and fully replicated).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HibernateRequest {
+    pub group: GroupId,
+    pub target: u64,
+    /// The leader's vote: a follower only sleeps for the leader it follows.
+    pub leader_vote: Vote,
+}
+
+/// A new node asks to join: it is registered and becomes a learner of the metadata group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JoinRequest {
+    pub node_id: u64,
+    pub peer_addr: String,
+    pub api_addr: String,
+    pub az: String,
+}
 
 /// Calls to other nodes.
 pub trait PeerClient: RaftClient {
-    fn append(&self, node: u64, request: pb::AppendRequest) -> PeerResult<pb::AppendResponse>;
-    fn read(&self, node: u64, request: pb::ReadRequest) -> PeerResult<pb::ReadResponse>;
-    fn locate(&self, node: u64, request: pb::LocateRequest) -> PeerResult<pb::LocateResponse>;
-    /// Opens a Follow stream (a shard's records pushed by its leader).
-    fn follow(&self, node: u64, request: pb::FollowRequest) -> PeerResult<FollowStream>;
-    fn propose(&self, node: u64, request: pb::ProposeRequest) -> PeerResult<pb::ProposeResponse>;
-    fn read_index(&self, node: u64) -> PeerResult<pb::ReadIndexResponse>;
-    fn ping(&self, node: u64, request: pb::PingRequest) -> PeerResult<pb::PingResponse>;
-    fn hibernate(
-        &self,
-        node: u64,
-        request: pb::HibernateRequest,
-    ) -> PeerResult<pb::HibernateResponse>;
-    fn join(&self, node: u64, request: pb::JoinRequest) -> PeerResult<pb::JoinResponse>;
+    fn append(&self, node: u64, request: AppendRequest) -> PeerResult<Served<u64>>;
+    fn seal(&self, node: u64, request: SealRequest) -> PeerResult<Served<u64>>;
+    fn read(&self, node: u64, request: ReadRequest) -> PeerResult<Served<ReadPage>>;
+    fn locate(&self, node: u64, request: LocateRequest) -> PeerResult<Served<Position>>;
+    /// Opens a Follow stream (a shard's records pushed by its leader); answers once the leader
+    /// accepted or refused the subscription.
+    fn follow(&self, node: u64, request: FollowRequest) -> PeerResult<Served<Following>>;
+    /// Proposes an encoded control command on `node` (the metadata leader): the encoded reply
+    /// and the log index it was applied at.
+    fn propose(&self, node: u64, command: Bytes) -> PeerResult<Served<(Bytes, u64)>>;
+    /// The commit index `node` (the metadata leader) confirmed, for a linearizable read.
+    fn read_index(&self, node: u64) -> PeerResult<Served<u64>>;
+    fn ping(&self, node: u64, from_node: u64) -> PeerResult<PingAnswer>;
+    /// Whether the follower now hibernates.
+    fn hibernate(&self, node: u64, request: HibernateRequest) -> PeerResult<bool>;
+    fn join(&self, node: u64, request: JoinRequest) -> PeerResult<Result<(), KinesisError>>;
 
     /// Learns where nodes are (from the control state). Transports that address nodes by
     /// network address keep this; others ignore it.
@@ -47,31 +98,22 @@ pub trait PeerClient: RaftClient {
     }
 }
 
-/// A Kinesis error received from another node.
-pub fn kinesis_error_from_pb(error: pb::KinesisError) -> KinesisError {
-    let code =
-        ErrorCode::from_type_name(&error.code).unwrap_or(ErrorCode::InternalFailureException);
-    KinesisError::new(code, error.message)
-}
-
-/// A Kinesis error to send to another node.
-pub fn kinesis_error_to_pb(error: &KinesisError) -> pb::KinesisError {
-    pb::KinesisError {
-        code: error.code.type_name().to_string(),
-        message: error.message.clone(),
-    }
-}
-
-fn not_leader_hint(not_leader: &pb::NotLeader) -> Option<u64> {
-    (not_leader.leader_node != 0).then_some(not_leader.leader_node)
-}
-
 fn transport_error(error: PeerError) -> KinesisError {
     match error {
         // Nothing was delivered: the caller may try elsewhere.
         PeerError::Unreachable { .. } => KinesisError::unavailable(error.to_string()),
         // It may have run: the outcome is unknown.
         PeerError::Failed { .. } => KinesisError::internal(format!("outcome unknown: {error}")),
+    }
+}
+
+/// What the metadata leader's answer means to the control plane.
+fn forwarded<T>(served: Served<T>) -> Result<Forwarded<T>, KinesisError> {
+    match served {
+        Ok(value) => Ok(Forwarded::Done(value)),
+        Err(ServeError::NotLeader(hint)) => Ok(Forwarded::NotLeader(hint)),
+        Err(ServeError::Failed(error)) => Err(error),
+        Err(ServeError::Closed) => Err(KinesisError::internal("a control call answered closed")),
     }
 }
 
@@ -84,36 +126,20 @@ impl ControlForwarder for PeerForwarder {
         node: u64,
         command: Bytes,
     ) -> BoxFuture<'static, Result<Forwarded<(Bytes, u64)>, KinesisError>> {
-        let call = self.0.propose(node, pb::ProposeRequest { command });
-        async move {
-            let response = call.await.map_err(transport_error)?;
-            if let Some(not_leader) = response.not_leader {
-                return Ok(Forwarded::NotLeader(not_leader_hint(&not_leader)));
-            }
-            if let Some(error) = response.error {
-                return Err(kinesis_error_from_pb(error));
-            }
-            Ok(Forwarded::Done((response.reply, response.index)))
-        }
-        .boxed()
+        let call = self.0.propose(node, command);
+        async move { forwarded(call.await.map_err(transport_error)?) }.boxed()
     }
 
     fn read_index(&self, node: u64) -> BoxFuture<'static, Result<Forwarded<u64>, KinesisError>> {
         let call = self.0.read_index(node);
         async move {
-            let response = call.await.map_err(|error| match error {
+            let served = call.await.map_err(|error| match error {
                 // A read index has no side effect, so any transport failure is retryable.
                 PeerError::Unreachable { .. } | PeerError::Failed { .. } => {
                     KinesisError::unavailable(error.to_string())
                 }
             })?;
-            if let Some(not_leader) = response.not_leader {
-                return Ok(Forwarded::NotLeader(not_leader_hint(&not_leader)));
-            }
-            if let Some(error) = response.error {
-                return Err(kinesis_error_from_pb(error));
-            }
-            Ok(Forwarded::Done(response.index))
+            forwarded(served)
         }
         .boxed()
     }

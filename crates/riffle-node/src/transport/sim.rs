@@ -1,6 +1,6 @@
 //! An in-process network for tests: several [`Node`]s in one process talk through it instead of
 //! gRPC, and a test can drop, delay, partition and isolate their messages. Calls go through the
-//! same [`PeerClient`] interface and reach the same `Node::serve_*` handlers as gRPC calls do.
+//! same [`PeerClient`] interface and reach the same serving code as gRPC calls do (typed messages, no protobuf).
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -15,15 +15,29 @@ use futures_util::FutureExt;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use rand::Rng;
-use riffle_proto::peer as pb;
 use riffle_raft::message as raft;
 
+use bytes::Bytes;
+use riffle_shard::shard::ReadPage;
+use riffle_types::KinesisError;
+use riffle_types::seqnum::Position;
+
 use crate::node::Node;
-use crate::peer::FollowStream;
+use crate::peer::HibernateRequest;
+use crate::peer::JoinRequest;
 use crate::peer::PeerClient;
 use crate::peer::PeerError;
 use crate::peer::PeerResult;
+use crate::peer::PingAnswer;
 use crate::peer::RaftClient;
+use crate::service::AppendRequest;
+use crate::service::FollowRequest;
+use crate::service::Following;
+use crate::service::LocateRequest;
+use crate::service::ReadRequest;
+use crate::service::SealRequest;
+use crate::service::Served;
+use crate::service::ShardService;
 
 #[derive(Debug, Default)]
 struct Faults {
@@ -236,80 +250,81 @@ impl RaftClient for SimClient {
 }
 
 impl PeerClient for SimClient {
-    fn append(&self, node: u64, request: pb::AppendRequest) -> PeerResult<pb::AppendResponse> {
+    fn append(&self, node: u64, request: AppendRequest) -> PeerResult<Served<u64>> {
         self.call(node, move |target| async move {
-            target.serve_append(request).await
+            target.shards().append(request).await
         })
     }
 
-    fn read(&self, node: u64, request: pb::ReadRequest) -> PeerResult<pb::ReadResponse> {
+    fn seal(&self, node: u64, request: SealRequest) -> PeerResult<Served<u64>> {
         self.call(node, move |target| async move {
-            target.serve_read(request).await
+            target.shards().seal(request).await
         })
     }
 
-    fn locate(&self, node: u64, request: pb::LocateRequest) -> PeerResult<pb::LocateResponse> {
+    fn read(&self, node: u64, request: ReadRequest) -> PeerResult<Served<ReadPage>> {
         self.call(node, move |target| async move {
-            target.serve_locate(request).await
+            target.shards().read(request).await
         })
     }
 
-    fn follow(&self, node: u64, request: pb::FollowRequest) -> PeerResult<FollowStream> {
+    fn locate(&self, node: u64, request: LocateRequest) -> PeerResult<Served<Position>> {
+        self.call(node, move |target| async move {
+            target.shards().locate(request).await
+        })
+    }
+
+    fn follow(&self, node: u64, request: FollowRequest) -> PeerResult<Served<Following>> {
         let opened = self.call(node, move |target| async move {
-            target.serve_follow(request).await
+            target.shards().follow(request).await
         });
         let network = self.network.clone();
         let (from, to) = (self.from, node);
         async move {
-            let stream = opened.await?;
-            // Each message crosses the network too: a cut link or a stopped node ends the
-            // stream with an error, as a broken connection would.
-            let stream = stream.map(move |message| match network.route(to, from) {
-                Ok(_) => Ok(message),
-                Err(error) => Err(error),
-            });
-            let stream = stream.scan(false, |broken, item| {
-                let out = if *broken { None } else { Some(item) };
-                if let Some(Err(_)) = &out {
-                    *broken = true;
-                }
-                futures_util::future::ready(out)
-            });
-            Ok(stream.boxed())
+            let following = match opened.await? {
+                Ok(following) => following,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            // Each page crosses the network too: a cut link or a stopped node ends the stream,
+            // as a broken connection would.
+            let pages = following
+                .pages
+                .take_while(move |_| futures_util::future::ready(network.route(to, from).is_ok()))
+                .boxed();
+            Ok(Ok(Following {
+                tip: following.tip,
+                pages,
+            }))
         }
         .boxed()
     }
 
-    fn propose(&self, node: u64, request: pb::ProposeRequest) -> PeerResult<pb::ProposeResponse> {
+    fn propose(&self, node: u64, command: Bytes) -> PeerResult<Served<(Bytes, u64)>> {
         self.call(node, move |target| async move {
-            target.serve_propose(request).await
+            target.serve_propose(command).await
         })
     }
 
-    fn read_index(&self, node: u64) -> PeerResult<pb::ReadIndexResponse> {
+    fn read_index(&self, node: u64) -> PeerResult<Served<u64>> {
         self.call(node, move |target| async move {
             target.serve_read_index().await
         })
     }
 
-    fn ping(&self, node: u64, request: pb::PingRequest) -> PeerResult<pb::PingResponse> {
+    fn ping(&self, node: u64, from_node: u64) -> PeerResult<PingAnswer> {
         self.call(
             node,
-            move |target| async move { target.serve_ping(request) },
+            move |target| async move { target.serve_ping(from_node) },
         )
     }
 
-    fn hibernate(
-        &self,
-        node: u64,
-        request: pb::HibernateRequest,
-    ) -> PeerResult<pb::HibernateResponse> {
+    fn hibernate(&self, node: u64, request: HibernateRequest) -> PeerResult<bool> {
         self.call(node, move |target| async move {
             target.serve_hibernate(request)
         })
     }
 
-    fn join(&self, node: u64, request: pb::JoinRequest) -> PeerResult<pb::JoinResponse> {
+    fn join(&self, node: u64, request: JoinRequest) -> PeerResult<Result<(), KinesisError>> {
         self.call(node, move |target| async move {
             target.serve_join(request).await
         })

@@ -1,6 +1,9 @@
 //! The gRPC peer transport: one lazily connected HTTP/2 channel per peer node carries every
 //! group's Raft traffic and every forwarded call (tonic multiplexes them as streams), and the
-//! server side hands each call to the node.
+//! server side hands each call to the node. Protobuf is converted to the node's typed messages
+//! here ([`convert`]) and nowhere else.
+
+mod convert;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,6 +13,7 @@ use std::sync::RwLock;
 use std::sync::Weak;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -18,6 +22,9 @@ use riffle_proto::peer::peer_client::PeerClient as GrpcClient;
 use riffle_proto::peer::peer_server::Peer;
 use riffle_proto::peer::peer_server::PeerServer;
 use riffle_raft::message as raft;
+use riffle_shard::shard::ReadPage;
+use riffle_types::KinesisError;
+use riffle_types::seqnum::Position;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
@@ -29,14 +36,23 @@ use tonic::Streaming;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
-mod convert;
-
 use crate::node::Node;
-use crate::peer::FollowStream;
+use crate::peer::HibernateRequest;
+use crate::peer::JoinRequest;
 use crate::peer::PeerClient;
 use crate::peer::PeerError;
 use crate::peer::PeerResult;
+use crate::peer::PingAnswer;
 use crate::peer::RaftClient;
+use crate::service::AppendRequest;
+use crate::service::FollowRequest;
+use crate::service::Following;
+use crate::service::LocateRequest;
+use crate::service::ReadRequest;
+use crate::service::SealRequest;
+use crate::service::Served;
+use crate::service::ShardService;
+use convert::AppendCall;
 
 /// Time allowed to open a connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -373,63 +389,106 @@ impl RaftClient for GrpcPeers {
 }
 
 impl PeerClient for GrpcPeers {
-    fn append(&self, node: u64, request: pb::AppendRequest) -> PeerResult<pb::AppendResponse> {
-        unary!(self, node, append, request, FORWARD_TIMEOUT)
+    fn append(&self, node: u64, request: AppendRequest) -> PeerResult<Served<u64>> {
+        let request = convert::append_request_to_pb(request);
+        let call = unary!(self, node, append, request, FORWARD_TIMEOUT);
+        async move { Ok(convert::append_response_from_pb(call.await?)) }.boxed()
     }
 
-    fn read(&self, node: u64, request: pb::ReadRequest) -> PeerResult<pb::ReadResponse> {
-        unary!(self, node, read, request, FORWARD_TIMEOUT)
+    fn seal(&self, node: u64, request: SealRequest) -> PeerResult<Served<u64>> {
+        let request = convert::seal_request_to_pb(request);
+        let call = unary!(self, node, append, request, FORWARD_TIMEOUT);
+        async move { Ok(convert::append_response_from_pb(call.await?)) }.boxed()
     }
 
-    fn locate(&self, node: u64, request: pb::LocateRequest) -> PeerResult<pb::LocateResponse> {
-        unary!(self, node, locate, request, FORWARD_TIMEOUT)
+    fn read(&self, node: u64, request: ReadRequest) -> PeerResult<Served<ReadPage>> {
+        let request = convert::read_request_to_pb(request);
+        let call = unary!(self, node, read, request, FORWARD_TIMEOUT);
+        async move { Ok(convert::read_response_from_pb(call.await?)) }.boxed()
     }
 
-    fn follow(&self, node: u64, request: pb::FollowRequest) -> PeerResult<FollowStream> {
+    fn locate(&self, node: u64, request: LocateRequest) -> PeerResult<Served<Position>> {
+        let request = convert::locate_request_to_pb(request);
+        let call = unary!(self, node, locate, request, FORWARD_TIMEOUT);
+        async move { Ok(convert::locate_response_from_pb(call.await?)) }.boxed()
+    }
+
+    fn follow(&self, node: u64, request: FollowRequest) -> PeerResult<Served<Following>> {
         let client = self.client(node);
+        let request = convert::follow_request_to_pb(request);
         async move {
             // No deadline: the stream lasts as long as the subscription (the caller watches
             // the node's liveness instead).
-            let stream = client?
+            let mut stream = client?
                 .follow(Request::new(request))
                 .await
                 .map_err(|status| peer_error(node, status))?
                 .into_inner();
-            Ok(stream
-                .map(move |message| message.map_err(|status| peer_error(node, status)))
-                .boxed())
+            // The first message accepts or refuses the subscription.
+            let first = match stream.next().await {
+                Some(Ok(first)) => first,
+                Some(Err(status)) => return Err(peer_error(node, status)),
+                None => {
+                    return Err(PeerError::Failed {
+                        node,
+                        reason: "follow stream ended before it was accepted".into(),
+                    });
+                }
+            };
+            let tip = match convert::read_response_from_pb(first) {
+                Ok(accepted) => accepted.tip,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            // A transport error ends the stream: the subscribing node resumes it.
+            let pages = stream
+                .take_while(|message| futures_util::future::ready(message.is_ok()))
+                .filter_map(|message| {
+                    futures_util::future::ready(message.ok().map(convert::read_response_from_pb))
+                })
+                .boxed();
+            Ok(Ok(Following { tip, pages }))
         }
         .boxed()
     }
 
-    fn propose(&self, node: u64, request: pb::ProposeRequest) -> PeerResult<pb::ProposeResponse> {
-        unary!(self, node, propose, request, FORWARD_TIMEOUT)
+    fn propose(&self, node: u64, command: Bytes) -> PeerResult<Served<(Bytes, u64)>> {
+        let request = pb::ProposeRequest { command };
+        let call = unary!(self, node, propose, request, FORWARD_TIMEOUT);
+        async move { Ok(convert::propose_response_from_pb(call.await?)) }.boxed()
     }
 
-    fn read_index(&self, node: u64) -> PeerResult<pb::ReadIndexResponse> {
-        unary!(
+    fn read_index(&self, node: u64) -> PeerResult<Served<u64>> {
+        let call = unary!(
             self,
             node,
             read_index,
             pb::ReadIndexRequest {},
             FORWARD_TIMEOUT
-        )
+        );
+        async move { Ok(convert::read_index_response_from_pb(call.await?)) }.boxed()
     }
 
-    fn ping(&self, node: u64, request: pb::PingRequest) -> PeerResult<pb::PingResponse> {
-        unary!(self, node, ping, request, PING_TIMEOUT)
+    fn ping(&self, node: u64, from_node: u64) -> PeerResult<PingAnswer> {
+        let call = unary!(
+            self,
+            node,
+            ping,
+            pb::PingRequest { from_node },
+            PING_TIMEOUT
+        );
+        async move { Ok(convert::ping_answer_from_pb(call.await?)) }.boxed()
     }
 
-    fn hibernate(
-        &self,
-        node: u64,
-        request: pb::HibernateRequest,
-    ) -> PeerResult<pb::HibernateResponse> {
-        unary!(self, node, hibernate, request, RAFT_TIMEOUT)
+    fn hibernate(&self, node: u64, request: HibernateRequest) -> PeerResult<bool> {
+        let request = convert::hibernate_request_to_pb(request);
+        let call = unary!(self, node, hibernate, request, RAFT_TIMEOUT);
+        async move { Ok(call.await?.hibernating) }.boxed()
     }
 
-    fn join(&self, node: u64, request: pb::JoinRequest) -> PeerResult<pb::JoinResponse> {
-        unary!(self, node, join, request, FORWARD_TIMEOUT)
+    fn join(&self, node: u64, request: JoinRequest) -> PeerResult<Result<(), KinesisError>> {
+        let request = convert::join_request_to_pb(request);
+        let call = unary!(self, node, join, request, FORWARD_TIMEOUT);
+        async move { Ok(convert::join_response_from_pb(call.await?)) }.boxed()
     }
 
     fn address_of(&self, node: u64) -> Option<String> {
@@ -543,78 +602,101 @@ impl Peer for PeerService {
         &self,
         request: Request<pb::AppendRequest>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
-        Ok(Response::new(
-            self.node.serve_append(request.into_inner()).await,
-        ))
+        let shards = self.node.shards();
+        let served = match convert::append_call_from_pb(request.into_inner()) {
+            AppendCall::Records(request) => shards.append(request).await,
+            AppendCall::Seal(request) => shards.seal(request).await,
+        };
+        Ok(Response::new(convert::append_response_to_pb(served)))
     }
 
     async fn read(
         &self,
         request: Request<pb::ReadRequest>,
     ) -> Result<Response<pb::ReadResponse>, Status> {
-        Ok(Response::new(
-            self.node.serve_read(request.into_inner()).await,
-        ))
+        let request = convert::read_request_from_pb(request.into_inner());
+        let served = self.node.shards().read(request).await;
+        Ok(Response::new(convert::read_response_to_pb(served)))
     }
 
     async fn locate(
         &self,
         request: Request<pb::LocateRequest>,
     ) -> Result<Response<pb::LocateResponse>, Status> {
-        Ok(Response::new(
-            self.node.serve_locate(request.into_inner()).await,
-        ))
+        let request = convert::locate_request_from_pb(request.into_inner());
+        let served = self.node.shards().locate(request).await;
+        Ok(Response::new(convert::locate_response_to_pb(served)))
     }
 
     type FollowStream = futures_util::stream::BoxStream<'static, Result<pb::ReadResponse, Status>>;
 
+    /// The first message accepts the subscription (no records) or refuses it (and ends the
+    /// stream); each later one is a page, until a refusal or the end of a closed shard.
     async fn follow(
         &self,
         request: Request<pb::FollowRequest>,
     ) -> Result<Response<Self::FollowStream>, Status> {
-        let stream = self.node.serve_follow(request.into_inner()).await;
-        Ok(Response::new(stream.map(Ok).boxed()))
+        let request = convert::follow_request_from_pb(request.into_inner());
+        let from = request.from;
+        let stream = match self.node.shards().follow(request).await {
+            Ok(following) => {
+                let accepted = convert::follow_accepted_to_pb(from, following.tip);
+                let pages = following.pages.map(convert::read_response_to_pb);
+                futures_util::stream::once(async move { accepted })
+                    .chain(pages)
+                    .map(Ok)
+                    .boxed()
+            }
+            Err(refusal) => {
+                let refused = convert::read_response_to_pb(Err(refusal));
+                futures_util::stream::once(async move { Ok(refused) }).boxed()
+            }
+        };
+        Ok(Response::new(stream))
     }
 
     async fn propose(
         &self,
         request: Request<pb::ProposeRequest>,
     ) -> Result<Response<pb::ProposeResponse>, Status> {
-        Ok(Response::new(
-            self.node.serve_propose(request.into_inner()).await,
-        ))
+        let served = self.node.serve_propose(request.into_inner().command).await;
+        Ok(Response::new(convert::propose_response_to_pb(served)))
     }
 
     async fn read_index(
         &self,
         _request: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexResponse>, Status> {
-        Ok(Response::new(self.node.serve_read_index().await))
+        let served = self.node.serve_read_index().await;
+        Ok(Response::new(convert::read_index_response_to_pb(served)))
     }
 
     async fn ping(
         &self,
         request: Request<pb::PingRequest>,
     ) -> Result<Response<pb::PingResponse>, Status> {
-        Ok(Response::new(self.node.serve_ping(request.into_inner())))
+        let answer = self.node.serve_ping(request.into_inner().from_node);
+        Ok(Response::new(convert::ping_answer_to_pb(answer)))
     }
 
     async fn hibernate(
         &self,
         request: Request<pb::HibernateRequest>,
     ) -> Result<Response<pb::HibernateResponse>, Status> {
-        Ok(Response::new(
-            self.node.serve_hibernate(request.into_inner()),
-        ))
+        let hibernating = match convert::hibernate_request_from_pb(request.into_inner()) {
+            Ok(request) => self.node.serve_hibernate(request),
+            Err(_) => false,
+        };
+        Ok(Response::new(pb::HibernateResponse { hibernating }))
     }
 
     async fn join(
         &self,
         request: Request<pb::JoinRequest>,
     ) -> Result<Response<pb::JoinResponse>, Status> {
-        Ok(Response::new(
-            self.node.serve_join(request.into_inner()).await,
-        ))
+        let request = convert::join_request_from_pb(request.into_inner());
+        let answer = self.node.serve_join(request).await;
+        Ok(Response::new(convert::join_response_to_pb(answer)))
     }
 }
 

@@ -1,22 +1,10 @@
-//! Conversions between the node's typed messages and the protobuf messages of
-//! `proto/riffle/peer.proto`: the only place that knows both. Byte fields (entry payloads,
-//! record batches, record data) are `Bytes` on both sides and are moved, never copied.
+//! Raft messages: `riffle_raft::message` <-> protobuf. Entry payloads are moved, never copied.
 
 use riffle_proto::peer as pb;
 use riffle_raft::message as raft;
 
-/// A protobuf message that lacks something the typed message needs.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("malformed message: {0}")]
-pub struct Malformed(pub String);
-
-fn malformed(what: impl Into<String>) -> Malformed {
-    Malformed(what.into())
-}
-
-// ------------------------------------------------------------------------------------------
-// Raft messages
-// ------------------------------------------------------------------------------------------
+use super::Malformed;
+use super::malformed;
 
 pub fn vote_to_pb(vote: raft::Vote) -> pb::Vote {
     pb::Vote {
