@@ -1,13 +1,35 @@
-//! A Riffle node: its metadata replica and shard replicas, the agent that makes the local
-//! replicas match the control state, routing of every data operation to its shard's leader
-//! (local or on another node), liveness of the other nodes, and hibernation of quiet groups.
+//! A Riffle node at run time: its metadata replica and shard replicas, and everything that keeps
+//! them working together across the cluster.
 //!
-//! Node-to-node calls go through [`peer::PeerClient`]: gRPC in production ([`transport::grpc`]), an
-//! in-process network that can drop, delay, partition and isolate in tests ([`transport::sim`]). This
-//! layer does not speak the Kinesis wire protocol (that is `riffle-api`).
+//! - [`node`]: the [`Node`] (configuration, shared state, start-up of the background tasks,
+//!   shutdown).
+//! - [`membership`]: start-up of the metadata replica, bootstrapping and joining a cluster.
+//! - [`agent`]: the once-a-second work — local replicas follow the control state, stream and
+//!   consumer lifecycles, the scheduler (on the metadata leader), leadership hand-over and
+//!   replica moves (on shard leaders), retention.
+//! - [`routing`]: every data operation runs on its shard's leader, wherever it is.
+//! - [`service`]: the typed shard service (append, seal, read, locate, follow) and [`serve`],
+//!   which serves it over the local replicas, with the control calls and Raft messages other
+//!   nodes send; [`follow`]: the subscribing side of a Follow stream.
+//! - [`liveness`]: pings and the UDP [`beacon`] tell which nodes are up; a leader's node going
+//!   down makes the surviving voters campaign at once.
+//! - [`hibernation`]: quiet, fully replicated groups stop ticking.
+//! - [`peer`]: the typed [`peer::PeerClient`] one node uses to call another, with two
+//!   transports: gRPC ([`transport::grpc`], the only user of riffle-proto: protobuf is
+//!   converted at its edge) and an in-process network that can drop, delay, partition and
+//!   isolate in tests ([`transport::sim`]).
+//!
+//! This layer does not speak the Kinesis wire protocol or decide what a request means (that is
+//! `riffle-api`), does not decide placement (the control plane's scheduler does; the agent
+//! carries it out), does not name openraft (`riffle-raft` does) and does not read or write the
+//! record log's byte format (`riffle-shard`).
 
+mod agent;
 pub mod beacon;
 pub mod follow;
+mod hibernation;
+mod liveness;
+mod membership;
 pub mod node;
 pub mod peer;
 mod routing;
