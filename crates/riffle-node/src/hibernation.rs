@@ -24,6 +24,17 @@ const NEW_GROUP_QUIET: Duration = Duration::from_secs(2);
 /// Groups put to sleep at once by one hibernation pass.
 const HIBERNATE_CONCURRENCY: usize = 32;
 
+/// Whether a group idle for `idle_for` may sleep: after `hibernate_after` once it has served a
+/// write or read, after at most [`NEW_GROUP_QUIET`] before that.
+fn quiet_long_enough(has_served: bool, idle_for: Duration, hibernate_after: Duration) -> bool {
+    let needed = if has_served {
+        hibernate_after
+    } else {
+        hibernate_after.min(NEW_GROUP_QUIET)
+    };
+    idle_for >= needed
+}
+
 impl Node {
     /// Puts quiet, fully replicated groups this node leads to sleep (followers first). Members
     /// on down nodes are left out (a majority must be up and caught up): with a node down, its
@@ -57,12 +68,11 @@ impl Node {
     /// a write or read, at most [`NEW_GROUP_QUIET`] before that (a new or restarted group has
     /// nothing in flight; keeping thousands of them awake for long only burns CPU).
     fn quiet_long_enough(&self, group: &Group<ShardMachine>) -> bool {
-        let needed = if group.has_served() {
-            self.config.hibernate_after
-        } else {
-            self.config.hibernate_after.min(NEW_GROUP_QUIET)
-        };
-        group.idle_for() >= needed
+        quiet_long_enough(
+            group.has_served(),
+            group.idle_for(),
+            self.config.hibernate_after,
+        )
     }
 
     /// Puts the followers of one led group to sleep, then the leader if all of them went.
@@ -121,5 +131,30 @@ pub(crate) async fn run_hibernation(node: Arc<Node>) {
             _ = stop.changed() => break,
             _ = tick.tick() => node.hibernate_quiet_groups().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_that_served_nothing_sleeps_sooner() {
+        let after = Duration::from_secs(10);
+        assert!(!quiet_long_enough(true, Duration::from_secs(9), after));
+        assert!(quiet_long_enough(true, Duration::from_secs(10), after));
+        assert!(
+            quiet_long_enough(false, Duration::from_secs(2), after),
+            "new or restarted: two seconds of quiet are enough"
+        );
+        assert!(!quiet_long_enough(
+            false,
+            Duration::from_millis(1_999),
+            after
+        ));
+        assert!(
+            quiet_long_enough(false, Duration::from_secs(1), Duration::from_secs(1)),
+            "unless hibernate_after is shorter"
+        );
     }
 }

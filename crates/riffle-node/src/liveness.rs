@@ -6,6 +6,7 @@
 //! and, in every local group it led, the surviving voters campaign at once, one at a time. When
 //! it comes back every local group with a replica there wakes, so that the replica catches up.
 
+use std::collections::BTreeSet;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Instant;
 
 use riffle_control::plane::CONTROL_GROUP;
 use riffle_raft::Group;
+use riffle_raft::ReplicaNode;
 use riffle_shard::shard::ShardMachine;
 use riffle_shard::shard::ShardReplica;
 
@@ -25,13 +27,113 @@ use crate::peer::LeaderOf;
 /// vote and the group would fall back to election timeouts.
 const TAKEOVER_STAGGER: Duration = Duration::from_millis(750);
 
+/// A node that answered a ping this recently may be handed leadership: stricter than "not
+/// down" (a node killed a moment ago is not down yet).
+const ANSWERED_RECENTLY: Duration = Duration::from_secs(1);
+
 /// What this node knows about another node's health.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PeerHealth {
+    /// When the node was last heard from (ping answer or beacon); `None`: never.
     pub(crate) last_ok: Option<Instant>,
     pub(crate) alive: bool,
     /// Groups the node said it leads, with the leading replica and write rates.
     pub(crate) leading: Vec<LeaderOf>,
+}
+
+/// What a liveness round concluded about one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Nothing that calls for action.
+    Unchanged,
+    /// It was alive and has now been silent for `node_down_after`.
+    WentDown,
+    /// It was down (after having been heard from) and answers again.
+    CameBack,
+}
+
+/// What one round heard from a node.
+pub(crate) struct Heard {
+    /// The ping's answer: the groups the node leads (`None`: no answer in time).
+    pub(crate) ping: Option<Vec<LeaderOf>>,
+    /// When the beacon last heard from it.
+    pub(crate) beacon: Option<Instant>,
+}
+
+impl PeerHealth {
+    /// Folds one liveness round into what is known of the node. A node is down once neither
+    /// its pings nor the beacon were heard for `down_after` (counted from this node's start
+    /// for a node never heard from: a grace period at start-up). Only a node that was heard
+    /// from before can come back.
+    pub(crate) fn observe(
+        &mut self,
+        heard: Heard,
+        now: Instant,
+        started_at: Instant,
+        down_after: Duration,
+    ) -> Change {
+        let was_heard = self.last_ok.is_some();
+        if let Some(leading) = heard.ping {
+            self.last_ok = Some(now);
+            self.leading = leading;
+        }
+        if let Some(at) = heard.beacon {
+            self.last_ok = self.last_ok.max(Some(at));
+        }
+        let since = self.last_ok.unwrap_or(started_at);
+        let down = now.saturating_duration_since(since) >= down_after;
+        if !down && self.last_ok.is_some() {
+            let came_back = !self.alive && was_heard;
+            self.alive = true;
+            return if came_back {
+                Change::CameBack
+            } else {
+                Change::Unchanged
+            };
+        }
+        let went_down = down && self.alive;
+        if down {
+            self.alive = false;
+            self.leading.clear();
+        }
+        if went_down {
+            Change::WentDown
+        } else {
+            Change::Unchanged
+        }
+    }
+
+    /// Whether the node is alive and answered within [`ANSWERED_RECENTLY`] of `now`.
+    pub(crate) fn answered_recently(&self, now: Instant) -> bool {
+        self.alive
+            && self
+                .last_ok
+                .is_some_and(|at| now.saturating_duration_since(at) < ANSWERED_RECENTLY)
+    }
+}
+
+/// Where this replica stands among the group's voters that may take over from a leader whose
+/// node went down: voters on nodes not down, in replica id order. The first campaigns at once,
+/// each next one [`TAKEOVER_STAGGER`] later (if still no leader is known). `None`: this replica
+/// is not such a voter (a learner, or not in the membership).
+pub(crate) fn takeover_rank(
+    voters: &BTreeSet<u64>,
+    members: &[(u64, ReplicaNode)],
+    down: &HashSet<u64>,
+    me: u64,
+) -> Option<usize> {
+    let up = |voter: &&u64| {
+        members
+            .iter()
+            .any(|(id, at)| id == *voter && !down.contains(&at.node))
+    };
+    // A BTreeSet iterates in replica id order.
+    voters.iter().filter(up).position(|voter| *voter == me)
+}
+
+/// How long the voter of `rank` waits before campaigning.
+pub(crate) fn takeover_delay(rank: usize) -> Duration {
+    TAKEOVER_STAGGER * rank as u32
 }
 
 /// A local group this node leads, with its measured write rate.
@@ -106,17 +208,15 @@ impl Node {
     /// Whether `node` answered a ping in the last second (this node always has): stricter than
     /// "not down", for handing it leadership (a node killed a moment ago is not down yet).
     pub(crate) fn answered_recently(&self, node: u64) -> bool {
+        let now = Instant::now();
         node == self.config.node_id
             || self
                 .health
                 .read()
                 .map(|health| {
-                    health.get(&node).is_some_and(|peer| {
-                        peer.alive
-                            && peer
-                                .last_ok
-                                .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
-                    })
+                    health
+                        .get(&node)
+                        .is_some_and(|peer| peer.answered_recently(now))
                 })
                 .unwrap_or(false)
     }
@@ -247,31 +347,23 @@ impl Node {
         let mut came_back = Vec::new();
         if let Ok(mut health) = self.health.write() {
             for (node, result) in results {
-                let entry = health.entry(node).or_default();
-                let was_heard = entry.last_ok.is_some();
-                if let Ok(Ok(response)) = result {
-                    entry.last_ok = Some(now);
-                    entry.leading = response.leading;
-                }
-                if let Some(heard) = beacon.and_then(|beacon| beacon.last_heard(node)) {
-                    entry.last_ok = entry.last_ok.max(Some(heard));
-                }
-                // Give nodes a grace period at startup before calling them down.
-                let since = entry.last_ok.unwrap_or(self.started_at);
-                let down = now.saturating_duration_since(since) >= self.config.node_down_after;
-                if !down && entry.last_ok.is_some() {
-                    if !entry.alive && was_heard {
-                        came_back.push(node);
-                    }
-                    entry.alive = true;
-                    continue;
-                }
-                if down && entry.alive {
-                    went_down.push(node);
-                }
-                if down {
-                    entry.alive = false;
-                    entry.leading.clear();
+                let heard = Heard {
+                    ping: result
+                        .ok()
+                        .and_then(Result::ok)
+                        .map(|answer| answer.leading),
+                    beacon: beacon.and_then(|beacon| beacon.last_heard(node)),
+                };
+                let change = health.entry(node).or_default().observe(
+                    heard,
+                    now,
+                    self.started_at,
+                    self.config.node_down_after,
+                );
+                match change {
+                    Change::WentDown => went_down.push(node),
+                    Change::CameBack => came_back.push(node),
+                    Change::Unchanged => {}
                 }
             }
         }
@@ -323,19 +415,12 @@ impl Node {
             let candidate = (|| {
                 let group = replica.group();
                 let leader = leader_on(group, node)?;
-                let members = group.members();
-                let up = |voter: &u64| {
-                    members
-                        .iter()
-                        .any(|(id, at)| id == voter && !down.contains(&at.node))
-                };
-                // Voters are a BTreeSet: in replica id order.
-                let rank = group
-                    .membership()
-                    .voters
-                    .into_iter()
-                    .filter(up)
-                    .position(|voter| voter == group.replica())?;
+                let rank = takeover_rank(
+                    &group.membership().voters,
+                    &group.members(),
+                    &down,
+                    group.replica(),
+                )?;
                 Some((replica.clone(), leader, rank))
             })();
             candidates.extend(candidate);
@@ -344,7 +429,7 @@ impl Node {
             let node_handle = self.clone();
             let campaign = async move {
                 if rank > 0 {
-                    tokio::time::sleep(TAKEOVER_STAGGER * rank as u32).await;
+                    tokio::time::sleep(takeover_delay(rank)).await;
                     if node_handle.is_stopping() {
                         return;
                     }
@@ -402,4 +487,168 @@ fn leader_on(group: &Group<ShardMachine>, node: u64) -> Option<u64> {
         .iter()
         .any(|(id, member)| *id == leader && member.node == node)
         .then_some(leader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOWN_AFTER: Duration = Duration::from_millis(1500);
+
+    fn silent() -> Heard {
+        Heard {
+            ping: None,
+            beacon: None,
+        }
+    }
+
+    fn pinged() -> Heard {
+        Heard {
+            ping: Some(vec![LeaderOf {
+                group: 7,
+                replica: 71,
+                ..Default::default()
+            }]),
+            beacon: None,
+        }
+    }
+
+    fn at(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_node_is_down_once_neither_pings_nor_the_beacon_were_heard_for_the_window() {
+        let start = Instant::now();
+        let mut peer = PeerHealth::default();
+        assert_eq!(
+            peer.observe(pinged(), at(start, 0), start, DOWN_AFTER),
+            Change::Unchanged
+        );
+        assert!(peer.alive);
+        assert_eq!(
+            peer.leading.len(),
+            1,
+            "the ping's answer says what it leads"
+        );
+        assert_eq!(
+            peer.observe(silent(), at(start, 1_400), start, DOWN_AFTER),
+            Change::Unchanged,
+            "1.4 s of silence is not yet down"
+        );
+        assert!(peer.alive);
+        assert_eq!(
+            peer.observe(silent(), at(start, 1_500), start, DOWN_AFTER),
+            Change::WentDown
+        );
+        assert!(!peer.alive);
+        assert!(peer.leading.is_empty(), "a down node leads nothing");
+        assert_eq!(
+            peer.observe(silent(), at(start, 2_000), start, DOWN_AFTER),
+            Change::Unchanged,
+            "going down is reported once"
+        );
+        assert_eq!(
+            peer.observe(pinged(), at(start, 2_500), start, DOWN_AFTER),
+            Change::CameBack
+        );
+        assert!(peer.alive);
+    }
+
+    #[test]
+    fn the_beacon_alone_keeps_a_node_alive() {
+        let start = Instant::now();
+        let mut peer = PeerHealth::default();
+        peer.observe(pinged(), at(start, 0), start, DOWN_AFTER);
+        for ms in [1_000, 2_000, 3_000] {
+            let heard = Heard {
+                ping: None,
+                beacon: Some(at(start, ms - 100)),
+            };
+            assert_eq!(
+                peer.observe(heard, at(start, ms), start, DOWN_AFTER),
+                Change::Unchanged
+            );
+            assert!(
+                peer.alive,
+                "pings time out but the beacon hears it at {ms} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn a_node_never_heard_from_gets_a_grace_period_and_cannot_come_back() {
+        let start = Instant::now();
+        let mut peer = PeerHealth::default();
+        assert_eq!(
+            peer.observe(silent(), at(start, 1_000), start, DOWN_AFTER),
+            Change::Unchanged
+        );
+        assert!(!peer.alive, "never heard: not alive");
+        assert_eq!(
+            peer.observe(silent(), at(start, 2_000), start, DOWN_AFTER),
+            Change::Unchanged,
+            "never alive, so it does not go down"
+        );
+        assert_eq!(
+            peer.observe(pinged(), at(start, 2_500), start, DOWN_AFTER),
+            Change::Unchanged,
+            "the first answer is not a return"
+        );
+        assert!(peer.alive);
+    }
+
+    #[test]
+    fn only_a_recent_answer_makes_a_node_a_hand_over_target() {
+        let start = Instant::now();
+        let mut peer = PeerHealth::default();
+        peer.observe(pinged(), start, start, DOWN_AFTER);
+        assert!(peer.answered_recently(at(start, 900)));
+        assert!(
+            !peer.answered_recently(at(start, 1_000)),
+            "alive (not yet down) but silent for a second"
+        );
+    }
+
+    fn member(replica: u64, node: u64) -> (u64, ReplicaNode) {
+        (
+            replica,
+            ReplicaNode {
+                node,
+                ..ReplicaNode::default()
+            },
+        )
+    }
+
+    #[test]
+    fn surviving_voters_campaign_in_replica_id_order_a_stagger_apart() {
+        // Replica 10 on node 1 led and node 1 went down; 20 (node 2) and 30 (node 3) survive.
+        let voters = BTreeSet::from([10, 20, 30]);
+        let members = [member(30, 3), member(10, 1), member(20, 2)];
+        let down = HashSet::from([1]);
+        assert_eq!(takeover_rank(&voters, &members, &down, 20), Some(0));
+        assert_eq!(takeover_rank(&voters, &members, &down, 30), Some(1));
+        assert_eq!(takeover_delay(0), Duration::ZERO);
+        assert_eq!(takeover_delay(1), Duration::from_millis(750));
+        assert_eq!(takeover_delay(2), Duration::from_millis(1_500));
+    }
+
+    #[test]
+    fn voters_on_down_nodes_and_learners_do_not_count() {
+        let voters = BTreeSet::from([10, 20, 30]);
+        // A learner (40, node 4) is a member but not a voter.
+        let members = [member(10, 1), member(20, 2), member(30, 3), member(40, 4)];
+        let down = HashSet::from([1, 2]);
+        assert_eq!(
+            takeover_rank(&voters, &members, &down, 30),
+            Some(0),
+            "with nodes 1 and 2 down, replica 30 goes first"
+        );
+        assert_eq!(takeover_rank(&voters, &members, &down, 40), None);
+        assert_eq!(
+            takeover_rank(&voters, &members[1..], &HashSet::new(), 20),
+            Some(0),
+            "a voter missing from the members (node unknown) is skipped"
+        );
+    }
 }
