@@ -21,8 +21,9 @@
 //!
 //! This layer does not speak the Kinesis wire protocol or decide what a request means (that is
 //! `riffle-api`), does not decide placement (the control plane's scheduler does; the agent
-//! carries it out), does not name openraft (`riffle-raft` does) and does not read or write the
-//! record log's byte format (`riffle-shard`).
+//! carries it out), does not name openraft (`riffle-raft` does) and does not know the record
+//! log's byte format (`riffle-shard` does: routing has it encode a batch once, from the typed
+//! records the API hands over).
 
 mod agent;
 pub mod beacon;
@@ -43,3 +44,6 @@ pub use node::DataError;
 pub use node::Node;
 pub use node::NodeConfig;
 pub use node::NodeError;
+pub use riffle_shard::batch::AppendRecord;
+pub use riffle_shard::shard::ReadPage;
+pub use riffle_shard::shard::ReadRecord;

@@ -17,6 +17,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use riffle_control::model::ShardRecord;
+use riffle_shard::batch;
+use riffle_shard::batch::AppendRecord;
 use riffle_shard::shard::ReadPage;
 use riffle_storage::GroupId;
 use riffle_types::KinesisError;
@@ -357,16 +359,22 @@ impl Node {
         }
     }
 
-    /// Appends an encoded batch to a shard (on its leader); returns the entry's log index.
-    pub async fn append(
+    /// Appends `records` to a shard as one batch (on its leader); returns the log index of the
+    /// batch's entry (a record's position is that index and its place in `records`). The batch
+    /// is encoded here, once, and moved from then on.
+    pub async fn append<'a, I>(
         &self,
         shard: &ShardRecord,
-        batch: bytes::Bytes,
+        records: I,
         arrival_ms: u64,
-    ) -> Result<u64, DataError> {
+    ) -> Result<u64, DataError>
+    where
+        I: IntoIterator<Item = AppendRecord<'a>>,
+        I::IntoIter: Clone,
+    {
         let request = AppendRequest {
             group: shard.group,
-            batch,
+            batch: batch::encode(arrival_ms, records),
             arrival_ms,
         };
         self.on_shard_leader(shard, request)

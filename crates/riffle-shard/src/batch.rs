@@ -1,6 +1,6 @@
 //! The record-batch format: the body of a shard log entry. One PutRecord(s) call becomes one
-//! batch per shard it touches; the batch is encoded once by the API layer and then stored,
-//! replicated and read back byte for byte.
+//! batch per shard it touches; the batch is encoded once ([`encode`], by the node that routes
+//! the records to the shard's leader) and then stored, replicated and read back byte for byte.
 //!
 //! Layout (little endian): `[version u8 = 1][arrival_ms u64][count u32]`, then per record
 //! `[partition_key_len u16][partition_key utf-8][data_len u32][data]`.
@@ -12,6 +12,32 @@ use bytes::BytesMut;
 
 const VERSION: u8 = 1;
 const HEADER_BYTES: usize = 1 + 8 + 4;
+
+/// A record to append, as the API hands it over: validated, borrowed (encoding copies it into
+/// the batch, once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendRecord<'a> {
+    pub partition_key: &'a str,
+    pub data: &'a [u8],
+}
+
+/// Encodes `records` as one batch, in one allocation of the exact size.
+pub fn encode<'a, I>(arrival_ms: u64, records: I) -> Bytes
+where
+    I: IntoIterator<Item = AppendRecord<'a>>,
+    I::IntoIter: Clone,
+{
+    let records = records.into_iter();
+    let size = records
+        .clone()
+        .map(|record| BatchBuilder::record_size(record.partition_key, record.data))
+        .sum();
+    let mut builder = BatchBuilder::new(arrival_ms, size);
+    for record in records {
+        builder.push(record.partition_key, record.data);
+    }
+    builder.finish()
+}
 
 /// Builds one batch.
 pub struct BatchBuilder {
@@ -161,6 +187,38 @@ mod tests {
         assert_eq!(keys, ["user-7", "ключ", "k"]);
         assert_eq!(batch.records[0].data.as_ref(), b"first");
         assert_eq!(batch.records[2].data.as_ref(), &[0u8, 255, 1]);
+    }
+
+    #[test]
+    fn encode_writes_one_exactly_sized_batch() {
+        let records = [
+            AppendRecord {
+                partition_key: "user-7",
+                data: b"first",
+            },
+            AppendRecord {
+                partition_key: "k",
+                data: &[0u8, 255, 1],
+            },
+        ];
+        let bytes = encode(42, records);
+        assert_eq!(
+            bytes.len(),
+            HEADER_BYTES + (2 + 6 + 4 + 5) + (2 + 1 + 4 + 3)
+        );
+        let mut builder = BatchBuilder::new(42, 0);
+        for record in &records {
+            builder.push(record.partition_key, record.data);
+        }
+        assert_eq!(
+            bytes,
+            builder.finish(),
+            "the same bytes as pushing one by one"
+        );
+        let batch = Batch::decode(&bytes).unwrap();
+        assert_eq!(batch.arrival_ms, 42);
+        assert_eq!(batch.records[1].data.as_ref(), &[0u8, 255, 1]);
+        assert_eq!(record_count(&bytes), 2);
     }
 
     #[test]

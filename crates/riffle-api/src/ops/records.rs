@@ -1,9 +1,10 @@
 //! The data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
 //!
-//! Writes: records are routed by hash key to the shard that accepts writes for it, encoded once
-//! into one batch per shard and appended to the shard's Raft group; a record's sequence number
-//! follows from where its batch landed in the log. A shard sealed by a split or merge rejects
-//! the batch without writing it, and the records move to the child shard.
+//! Writes: records are routed by hash key to the shard that accepts writes for it and handed to
+//! the node, which encodes them once into one batch per shard and appends it to the shard's
+//! Raft group; a record's sequence number follows from where its batch landed in the log. A
+//! shard sealed by a split or merge rejects the batch without writing it, and the records move
+//! to the child shard.
 
 use std::sync::Arc;
 
@@ -11,10 +12,10 @@ use futures_util::future::join_all;
 use riffle_control::model::ShardRecord;
 use riffle_control::model::ShardState;
 use riffle_control::model::StreamRecord;
+use riffle_node::AppendRecord;
 use riffle_node::DataError;
-use riffle_shard::batch::BatchBuilder;
-use riffle_shard::shard::ReadPage;
-use riffle_shard::shard::ReadRecord;
+use riffle_node::ReadPage;
+use riffle_node::ReadRecord;
 use riffle_types::ErrorCode;
 use riffle_types::KinesisError;
 use riffle_types::SequenceNumber;
@@ -103,18 +104,12 @@ async fn write_entries(
             }
         }
         let appends = by_shard.iter().map(|(shard, indexes)| async move {
-            let size: usize = indexes
-                .iter()
-                .map(|&index| {
-                    BatchBuilder::record_size(&entries[index].partition_key, &entries[index].data)
-                })
-                .sum();
-            let mut builder = BatchBuilder::new(arrival_ms, size);
-            for &index in indexes {
-                builder.push(&entries[index].partition_key, &entries[index].data);
-            }
+            let records = indexes.iter().map(|&index| AppendRecord {
+                partition_key: &entries[index].partition_key,
+                data: &entries[index].data,
+            });
             api.node
-                .append(shard, builder.finish(), arrival_ms)
+                .append(shard, records, arrival_ms)
                 .await
                 .map_err(|error| match error {
                     DataError::Closed => {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use riffle_control::model::ConsumerStatus;
 use riffle_control::model::ShardRecord;
-use riffle_shard::shard::ReadPage;
+use riffle_node::ReadPage;
 use riffle_types::KinesisError;
 use riffle_types::SequenceNumber;
 use riffle_types::seqnum::Position;
