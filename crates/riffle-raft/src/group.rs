@@ -25,6 +25,8 @@ use openraft::raft::ClientWriteResponse;
 use riffle_storage::GroupId;
 use riffle_storage::Storage;
 
+use crate::activity::Activity;
+use crate::activity::AwakeSet;
 use crate::convert;
 use crate::log_store::LogStore;
 use crate::message;
@@ -66,40 +68,6 @@ pub struct Membership {
     pub learners: BTreeSet<ReplicaId>,
     /// A membership change is half done (old and new voters both decide).
     pub joint: bool,
-}
-
-/// The groups of a node that are awake (ticking), so that periodic work can visit only them:
-/// a node may host thousands of sleeping groups, and touching each costs memory traffic.
-#[derive(Debug, Default)]
-pub struct AwakeSet {
-    groups: std::sync::Mutex<HashSet<GroupId>>,
-}
-
-impl AwakeSet {
-    fn set(&self, group: GroupId, awake: bool) {
-        let mut groups = match self.groups.lock() {
-            Ok(groups) => groups,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if awake {
-            groups.insert(group);
-        } else {
-            groups.remove(&group);
-        }
-    }
-
-    /// The awake groups right now.
-    pub fn snapshot(&self) -> Vec<GroupId> {
-        match self.groups.lock() {
-            Ok(groups) => groups.iter().copied().collect(),
-            Err(poisoned) => poisoned.into_inner().iter().copied().collect(),
-        }
-    }
-
-    /// Forgets a group that stopped.
-    pub fn forget(&self, group: GroupId) {
-        self.set(group, false);
-    }
 }
 
 /// Timers and log policy of one kind of group.
@@ -223,47 +191,6 @@ type ServerMetricsWatch = openraft::type_config::alias::WatchReceiverOf<
     TypeConfig,
     openraft::metrics::RaftServerMetrics<TypeConfig>,
 >;
-
-/// What hibernation needs to know about a group, shared by its handles.
-#[derive(Debug)]
-struct Activity {
-    group: GroupId,
-    awake_set: Option<Arc<AwakeSet>>,
-    hibernating: AtomicBool,
-    /// When this replica last proposed, read or was woken (ms since `epoch`).
-    last_active_ms: AtomicU64,
-    /// Whether this replica has proposed or served a read barrier since it started.
-    served: AtomicBool,
-    /// When this replica last received AppendEntries (a heartbeat included), ms since `epoch`;
-    /// `u64::MAX` if never.
-    last_append_ms: AtomicU64,
-    epoch: Instant,
-}
-
-impl Activity {
-    fn touch(&self) {
-        self.last_active_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    fn mark_append(&self) {
-        self.last_append_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    /// Whether AppendEntries arrived within `window`.
-    fn appended_within(&self, window: Duration) -> bool {
-        let last = self.last_append_ms.load(Ordering::Relaxed);
-        last != u64::MAX
-            && (self.epoch.elapsed().as_millis() as u64).saturating_sub(last)
-                < window.as_millis() as u64
-    }
-
-    fn idle_for(&self) -> Duration {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)))
-    }
-}
 
 impl<M: Machine> Clone for Group<M> {
     fn clone(&self) -> Self {

@@ -10,6 +10,7 @@
 //! machines), how nodes are reached (the node's transports implement [`RaftClient`]), or any
 //! wire format: protobuf conversion lives in the node's gRPC transport.
 
+mod activity;
 mod codec;
 mod convert;
 mod group;
@@ -19,8 +20,8 @@ mod network;
 mod state_machine;
 mod types;
 
+pub use activity::AwakeSet;
 pub use codec::record_command;
-pub use group::AwakeSet;
 pub use group::Group;
 pub use group::GroupError;
 pub use group::GroupOptions;
