@@ -41,7 +41,7 @@
 //!
 //! Callers update the in-memory index at once (records are readable immediately, before they are
 //! durable, as openraft expects) and enqueue an operation to the single journal thread (see
-//! `writer.rs`). That thread takes *everything* queued, encodes it into one buffer, writes it
+//! `writer/`). That thread takes *everything* queued, encodes it into one buffer, writes it
 //! with one `pwrite` per touched segment and one `fdatasync`, flushes sled if an operation in
 //! the batch needs it, and only then fires the batch's `Durable` callbacks, in order. While it
 //! syncs, new operations queue up behind it and form the next batch.

@@ -15,13 +15,19 @@
 //!
 //! Any I/O error poisons the storage: the failed batch's callbacks get the error and every
 //! later operation fails, since a Raft group must not carry on over a log that may have holes.
+//!
+//! Here: the thread's loop, the round and the reporting of outcomes to callers. Beside it:
+//! - [`active_segment`]: the segment being appended to (staging, `pwrite`, `fdatasync`, rolling).
+//! - [`sled_ops`]: the sled side of a round, and sled flushes.
+//! - [`maintenance`]: segment deletion and compaction.
+
+mod active_segment;
+mod maintenance;
+mod sled_ops;
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::fs::File;
-use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,190 +36,27 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
+use active_segment::JournalWriter;
+pub(crate) use maintenance::SegmentInfo;
+
 use crate::GroupId;
-use crate::KvOp;
 use crate::LogRecord;
 use crate::disk::GroupLog;
 use crate::disk::Location;
-use crate::disk::MAX_SEGMENT_SEQ;
 use crate::disk::Op;
 use crate::disk::RunMode;
 use crate::disk::Shared;
-use crate::disk::Slot;
 use crate::disk::Stats;
 use crate::disk::poisoned_error;
-use crate::group_space;
 use crate::journal;
-use crate::journal::RecordBody;
 use crate::journal::SEGMENT_HEADER_LEN;
 use crate::lock;
 use crate::meta::GroupMeta;
-use crate::meta::JournalPos;
-use crate::meta::group_key;
-use crate::meta::sled_io_error;
-use crate::read_lock;
 use crate::recovery::ActiveSegment;
-use crate::write_lock;
 
 /// How long lazily written sled state (purge positions, key-value writes without `done`) may
 /// stay unflushed.
 pub(crate) const LAZY_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Compaction only runs when the journal holds more segments than this.
-const COMPACT_MIN_SEGMENTS: usize = 4;
-/// ... and when the oldest segment's live records are below this share of it.
-const COMPACT_MAX_LIVE_PERCENT: u64 = 25;
-/// Segments compacted per maintenance pass, so that appends are not held up for long.
-const COMPACT_MAX_PER_PASS: usize = 2;
-
-/// The staging buffer is given back to the allocator after a round larger than this.
-const KEEP_BUFFER_BYTES: usize = 16 << 20;
-
-/// What the journal thread knows about a segment.
-#[derive(Debug)]
-pub(crate) struct SegmentInfo {
-    /// Bytes in the segment.
-    pub len: u64,
-    /// For each group, the highest index it wrote into this segment. The segment can go once
-    /// every registered group's durable purge position reaches its entry.
-    pub pins: HashMap<GroupId, u64>,
-}
-
-impl SegmentInfo {
-    pub(crate) fn new(len: u64) -> Self {
-        SegmentInfo {
-            len,
-            pins: HashMap::new(),
-        }
-    }
-
-    pub(crate) fn pin(&mut self, group: GroupId, index: u64) {
-        self.pins
-            .entry(group)
-            .and_modify(|max| *max = (*max).max(index))
-            .or_insert(index);
-    }
-}
-
-/// Appends to the active segment and rolls segments.
-struct JournalWriter {
-    dir: PathBuf,
-    segment_bytes: u64,
-    seq: u64,
-    file: File,
-    /// Bytes written to `file`.
-    len: u64,
-    /// Bytes staged for `file`, to be written at `len`.
-    buf: Vec<u8>,
-    /// Written but not yet synced.
-    unsynced: bool,
-    /// A segment was created since the last directory sync.
-    created: bool,
-    /// A segment was rolled since the journal thread last looked.
-    rolled: bool,
-}
-
-impl JournalWriter {
-    /// Where the next record goes.
-    fn position(&self) -> JournalPos {
-        JournalPos {
-            seq: self.seq,
-            offset: self.len + self.buf.len() as u64,
-        }
-    }
-
-    /// Stages a record of `record_len` bytes written by `encode`, rolling first if it does not
-    /// fit. Returns its location.
-    fn stage(
-        &mut self,
-        stats: &Stats,
-        record_len: u64,
-        encode: impl FnOnce(&mut Vec<u8>),
-    ) -> io::Result<Location> {
-        let offset = self.len + self.buf.len() as u64;
-        if offset > SEGMENT_HEADER_LEN && offset + record_len > self.segment_bytes {
-            self.roll(stats)?;
-        }
-        let offset = self.len + self.buf.len() as u64;
-        let staged_before = self.buf.len();
-        encode(&mut self.buf);
-        debug_assert_eq!((self.buf.len() - staged_before) as u64, record_len);
-        let out_of_range = |what: &str| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("journal {what} out of range"),
-            )
-        };
-        Ok(Location {
-            segment: u32::try_from(self.seq).map_err(|_| out_of_range("segment number"))?,
-            offset: u32::try_from(offset).map_err(|_| out_of_range("offset"))?,
-            len: u32::try_from(record_len).map_err(|_| out_of_range("record length"))?,
-        })
-    }
-
-    fn write_staged(&mut self, stats: &Stats) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.file.write_all_at(&self.buf, self.len)?;
-        self.len += self.buf.len() as u64;
-        Stats::add(&stats.journal_bytes, self.buf.len() as u64);
-        self.buf.clear();
-        if self.buf.capacity() > KEEP_BUFFER_BYTES {
-            self.buf = Vec::new();
-        }
-        self.unsynced = true;
-        Ok(())
-    }
-
-    fn sync(&mut self, stats: &Stats) -> io::Result<()> {
-        if self.unsynced {
-            let started = Instant::now();
-            self.file.sync_data()?;
-            warn_if_slow(started, "journal fdatasync");
-            Stats::add(&stats.data_syncs, 1);
-            self.unsynced = false;
-        }
-        Ok(())
-    }
-
-    /// Finishes the active segment (written and synced *before* the next one exists, so only
-    /// the newest segment can hold a torn write) and starts the next.
-    fn roll(&mut self, stats: &Stats) -> io::Result<()> {
-        self.write_staged(stats)?;
-        self.sync(stats)?;
-        let next_seq = self.seq + 1;
-        if next_seq > MAX_SEGMENT_SEQ {
-            return Err(io::Error::other("journal segment numbers exhausted"));
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(journal::segment_path(&self.dir, next_seq))?;
-        self.file = file;
-        self.seq = next_seq;
-        self.len = 0;
-        self.buf
-            .extend_from_slice(&journal::segment_header(next_seq));
-        self.created = true;
-        self.rolled = true;
-        Stats::add(&stats.segments_created, 1);
-        Ok(())
-    }
-
-    /// Writes and syncs everything staged.
-    fn commit(&mut self, stats: &Stats) -> io::Result<()> {
-        self.write_staged(stats)?;
-        self.sync(stats)?;
-        if self.created {
-            journal::sync_dir(&self.dir)?;
-            Stats::add(&stats.dir_syncs, 1);
-            self.created = false;
-        }
-        Ok(())
-    }
-}
 
 /// The journal thread's state.
 pub(crate) struct Writer {
@@ -249,17 +92,7 @@ impl Writer {
             .iter()
             .filter_map(|(group, meta)| meta.purged.map(|purged| (*group, purged.index)))
             .collect();
-        let journal = JournalWriter {
-            dir,
-            segment_bytes,
-            seq: active.seq,
-            file: active.file,
-            len: active.len,
-            buf: Vec::new(),
-            unsynced: false,
-            created: false,
-            rolled: false,
-        };
+        let journal = JournalWriter::new(dir, segment_bytes, active);
         Writer {
             shared,
             journal,
@@ -483,132 +316,6 @@ impl Writer {
         }
     }
 
-    /// Applies the sled side of the batch, in order. Key-value changes leave the overlay only
-    /// after sled has them, so readers always see them in one place or the other.
-    fn apply_sled_ops(&mut self, batch: &[(u64, Op)]) -> io::Result<()> {
-        let created_at = self.journal.position();
-        for (seq, op) in batch {
-            match op {
-                Op::Purge { group, upto } => {
-                    let Some(meta) = self.metas.get_mut(group) else {
-                        continue;
-                    };
-                    if meta.purged.is_some_and(|purged| purged.index >= upto.index) {
-                        continue;
-                    }
-                    meta.purged = Some(*upto);
-                    self.groups_tree
-                        .insert(group_key(*group), meta.encode())
-                        .map_err(sled_io_error)?;
-                    self.unflushed_purges.insert(*group, upto.index);
-                    self.sled_dirty = true;
-                }
-                Op::Kv { space, ops, .. } => {
-                    let tree = self.tree_for_write(space)?;
-                    let mut sled_batch = sled::Batch::default();
-                    for kv_op in ops {
-                        match kv_op {
-                            KvOp::Put(key, value) => {
-                                sled_batch.insert(key.as_slice(), value.as_slice())
-                            }
-                            KvOp::Delete(key) => sled_batch.remove(key.as_slice()),
-                        }
-                    }
-                    tree.apply_batch(sled_batch).map_err(sled_io_error)?;
-                    self.retire_overlay(space, ops, *seq);
-                    self.sled_dirty = true;
-                }
-                Op::CreateGroup { group, .. } => {
-                    let meta = GroupMeta {
-                        created_at,
-                        purged: None,
-                    };
-                    self.groups_tree
-                        .insert(group_key(*group), meta.encode())
-                        .map_err(sled_io_error)?;
-                    self.metas.insert(*group, meta);
-                    self.durable_purged.remove(group);
-                    self.unflushed_purges.remove(group);
-                    self.sled_dirty = true;
-                }
-                Op::DropGroup { group, .. } => {
-                    self.groups_tree
-                        .remove(group_key(*group))
-                        .map_err(sled_io_error)?;
-                    self.metas.remove(group);
-                    self.durable_purged.remove(group);
-                    self.unflushed_purges.remove(group);
-                    for info in self.segments.values_mut() {
-                        info.pins.remove(group);
-                    }
-                    let space = group_space(*group);
-                    write_lock(&self.shared.trees).remove(&space);
-                    self.shared
-                        .db
-                        .drop_tree(space.as_bytes())
-                        .map_err(sled_io_error)?;
-                    lock(&self.shared.overlay).remove(&space);
-                    self.sled_dirty = true;
-                    self.maintenance_due = true;
-                }
-                Op::Append { .. } | Op::Truncate { .. } | Op::Flush { .. } => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn tree_for_write(&self, space: &str) -> io::Result<sled::Tree> {
-        if let Some(tree) = read_lock(&self.shared.trees).get(space) {
-            return Ok(tree.clone());
-        }
-        let tree = self
-            .shared
-            .db
-            .open_tree(space.as_bytes())
-            .map_err(sled_io_error)?;
-        write_lock(&self.shared.trees).insert(space.to_string(), tree.clone());
-        Ok(tree)
-    }
-
-    fn retire_overlay(&self, space: &str, ops: &[KvOp], seq: u64) {
-        let mut overlay = lock(&self.shared.overlay);
-        let Some(entries) = overlay.get_mut(space) else {
-            return;
-        };
-        for kv_op in ops {
-            let key = match kv_op {
-                KvOp::Put(key, _) | KvOp::Delete(key) => key,
-            };
-            // A later write of the same key stays until it is applied too.
-            if entries
-                .get(key)
-                .is_some_and(|(entry_seq, _)| *entry_seq == seq)
-            {
-                entries.remove(key);
-            }
-        }
-        if entries.is_empty() {
-            overlay.remove(space);
-        }
-    }
-
-    fn flush_sled(&mut self) -> io::Result<()> {
-        let started = Instant::now();
-        self.shared.db.flush().map_err(sled_io_error)?;
-        warn_if_slow(started, "sled flush");
-        Stats::add(&self.shared.stats.sled_flushes, 1);
-        self.sled_dirty = false;
-        self.last_sled_flush = Instant::now();
-        if !self.unflushed_purges.is_empty() {
-            for (group, index) in self.unflushed_purges.drain() {
-                let durable = self.durable_purged.entry(group).or_insert(index);
-                *durable = (*durable).max(index);
-            }
-            self.maintenance_due = true;
-        }
-        Ok(())
-    }
-
     fn after_round(&mut self, shutting_down: bool) {
         if self.poisoned {
             return;
@@ -624,224 +331,6 @@ impl Writer {
             self.maintain();
         }
     }
-
-    /// Deletes segments nobody needs, oldest first, then compacts the oldest segment if few of
-    /// its records are still live.
-    fn maintain(&mut self) {
-        if let Err(error) = self.collect_garbage() {
-            self.poison(&error, "journal segment deletion");
-            return;
-        }
-        for _ in 0..COMPACT_MAX_PER_PASS {
-            match self.compact_oldest() {
-                Ok(true) => {
-                    if let Err(error) = self.collect_garbage() {
-                        self.poison(&error, "journal segment deletion");
-                        return;
-                    }
-                }
-                Ok(false) => break,
-                Err(error) => {
-                    self.poison(&error, "journal compaction");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Whether a registered group may still need records of this segment.
-    fn is_pinned(&self, info: &SegmentInfo) -> bool {
-        info.pins.iter().any(|(group, max_index)| {
-            self.metas.contains_key(group)
-                && self
-                    .durable_purged
-                    .get(group)
-                    .is_none_or(|purged| purged < max_index)
-        })
-    }
-
-    /// Deletes unpinned segments from the oldest on, stopping at the first pinned one: a
-    /// TRUNCATE record must never outlive the older records it removed.
-    fn collect_garbage(&mut self) -> io::Result<()> {
-        while let Some((&seq, info)) = self.segments.first_key_value() {
-            if seq == self.journal.seq || self.is_pinned(info) {
-                break;
-            }
-            self.delete_segment(seq)?;
-        }
-        Ok(())
-    }
-
-    fn delete_segment(&mut self, seq: u64) -> io::Result<()> {
-        debug_assert_eq!(
-            self.segments.keys().next(),
-            Some(&seq),
-            "segments are deleted oldest first"
-        );
-        self.shared.segments.retire(seq);
-        match std::fs::remove_file(journal::segment_path(&self.journal.dir, seq)) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
-        }
-        // Synced before the next deletion, so that deletions become durable oldest first too.
-        journal::sync_dir(&self.journal.dir)?;
-        Stats::add(&self.shared.stats.dir_syncs, 1);
-        Stats::add(&self.shared.stats.segments_deleted, 1);
-        self.segments.remove(&seq);
-        tracing::debug!(segment = seq, "deleted journal segment");
-        Ok(())
-    }
-
-    /// Copies the live records of the oldest segment to the head of the journal and deletes
-    /// it, when it is pinned by little live data. Returns whether a segment was freed.
-    ///
-    /// Safe because, for every group involved, memory equals the durable state at this point
-    /// (no operation of the group is queued, purges are flushed), so the copies plus the rest
-    /// of the journal replay to exactly what the deleted segment contributed. Replay treats a
-    /// copy as a relocation (same index and term) or as filling a gap.
-    fn compact_oldest(&mut self) -> io::Result<bool> {
-        if self.segments.len() <= COMPACT_MIN_SEGMENTS {
-            return Ok(false);
-        }
-        if self.sled_dirty {
-            // Purge positions must be durable before records are judged dead.
-            self.flush_sled()?;
-            self.collect_garbage()?;
-            if self.segments.len() <= COMPACT_MIN_SEGMENTS {
-                return Ok(false);
-            }
-        }
-        let Some((&victim_seq, victim)) = self.segments.first_key_value() else {
-            return Ok(false);
-        };
-        if victim_seq == self.journal.seq {
-            return Ok(false);
-        }
-        let victim_len = victim.len;
-        let pinning: Vec<GroupId> = victim
-            .pins
-            .iter()
-            .filter(|(group, max_index)| {
-                self.metas.contains_key(group)
-                    && self
-                        .durable_purged
-                        .get(group)
-                        .is_none_or(|purged| purged < max_index)
-            })
-            .map(|(group, _)| *group)
-            .collect();
-        let Ok(victim_segment) = u32::try_from(victim_seq) else {
-            return Ok(false);
-        };
-
-        let mut moves: Vec<CompactionMove> = Vec::new();
-        let mut live_bytes = 0u64;
-        {
-            let groups = read_lock(&self.shared.groups);
-            for group in pinning {
-                // Registered but not in the map: being dropped or created. Try again later.
-                let Some(log) = groups.get(&group) else {
-                    return Ok(false);
-                };
-                let guard = lock(log);
-                if guard.last_op_seq > self.processed_seq {
-                    return Ok(false);
-                }
-                let live: Vec<(u64, Slot)> = guard
-                    .index
-                    .iter()
-                    .filter(|(_, slot)| slot.segment == victim_segment)
-                    .map(|(index, slot)| (index, *slot))
-                    .collect();
-                live_bytes += live
-                    .iter()
-                    .map(|(_, slot)| u64::from(slot.len))
-                    .sum::<u64>();
-                drop(guard);
-                moves.push(CompactionMove {
-                    group,
-                    log: log.clone(),
-                    live,
-                });
-            }
-        }
-        if live_bytes * 100 >= victim_len * COMPACT_MAX_LIVE_PERCENT {
-            return Ok(false);
-        }
-
-        let file = self.shared.segments.get(victim_seq)?;
-        let mut relocated = 0u64;
-        let mut new_locations: Vec<Vec<Location>> = Vec::with_capacity(moves.len());
-        for CompactionMove { group, live, .. } in &moves {
-            let mut group_locations = Vec::with_capacity(live.len());
-            for (index, slot) in live {
-                let mut record = vec![0u8; slot.len as usize];
-                file.read_exact_at(&mut record, u64::from(slot.offset))?;
-                let header = journal::decode_record(&record).map_err(|reason| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "journal segment {victim_seq} offset {}: {reason}",
-                            slot.offset
-                        ),
-                    )
-                })?;
-                let expected = RecordBody::Entry {
-                    index: *index,
-                    term: slot.term,
-                    kind: slot.kind,
-                    tag: slot.tag,
-                };
-                if header.group != *group || header.body != expected {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "journal segment {victim_seq} offset {}: unexpected record",
-                            slot.offset
-                        ),
-                    ));
-                }
-                let location =
-                    self.journal
-                        .stage(&self.shared.stats, record.len() as u64, |buf| {
-                            buf.extend_from_slice(&record)
-                        })?;
-                self.segments
-                    .entry(u64::from(location.segment))
-                    .or_insert_with(|| SegmentInfo::new(SEGMENT_HEADER_LEN))
-                    .pin(*group, *index);
-                group_locations.push(location);
-                relocated += 1;
-            }
-            new_locations.push(group_locations);
-        }
-        self.journal.commit(&self.shared.stats)?;
-        self.note_segment_lengths();
-        for (CompactionMove { log, live, .. }, locations) in moves.iter().zip(new_locations) {
-            let mut guard = lock(log);
-            for ((index, old_slot), location) in live.iter().zip(locations) {
-                if let Some(slot) = guard.index.get_mut(*index)
-                    && slot.location() == old_slot.location()
-                    && slot.term == old_slot.term
-                {
-                    slot.set_location(location);
-                }
-            }
-        }
-        self.delete_segment(victim_seq)?;
-        Stats::add(&self.shared.stats.segments_compacted, 1);
-        Stats::add(&self.shared.stats.records_relocated, relocated);
-        tracing::debug!(segment = victim_seq, relocated, "compacted journal segment");
-        Ok(true)
-    }
-}
-
-/// The live records of one group in a segment being compacted.
-struct CompactionMove {
-    group: GroupId,
-    log: Arc<Mutex<GroupLog>>,
-    live: Vec<(u64, Slot)>,
 }
 
 /// Whether the op's callback may only fire once sled is flushed.
