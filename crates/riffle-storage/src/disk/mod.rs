@@ -1,5 +1,5 @@
 //! [`DiskStorage`]: every group's log in one shared journal (see `journal.rs` for the format
-//! and `writer.rs` for the journal thread), small state in sled.
+//! and `writer/` for the journal thread), small state in sled.
 //!
 //! # Threads and locks
 //!
@@ -16,25 +16,44 @@
 //! plus, until it is durable, a reference to its payload `Bytes`. A node retaining 10 million
 //! entries thus holds ~320 MiB of index. Lazily written key-value changes are held in an overlay
 //! until the journal thread has applied them to sled (see [`DiskStorage::kv_write`]).
+//!
+//! # Modules
+//!
+//! Here: [`DiskStorage`] and the caller side of every [`Storage`] call (memory first, then the
+//! queue). Beside it:
+//! - [`open`]: options, opening (directories, sled, journal recovery), starting the journal
+//!   thread.
+//! - [`shared`]: what callers and the journal thread share: the queue of [`Op`]s, the key-value
+//!   overlay, the sled trees, the poison flag, the counters.
+//! - [`group_log`]: a group's in-memory state, its index of [`Slot`]s and pending payloads.
+//! - [`read`]: segment handles, and loading planned records from the journal.
+
+mod group_log;
+mod open;
+mod read;
+mod shared;
+
+pub(crate) use group_log::GroupLog;
+pub(crate) use group_log::Location;
+pub(crate) use group_log::MAX_SEGMENT_SEQ;
+pub(crate) use group_log::Slot;
+pub use open::DEFAULT_SEGMENT_BYTES;
+pub use open::DiskOptions;
+pub use shared::DiskStats;
+pub(crate) use shared::Op;
+pub(crate) use shared::RunMode;
+pub(crate) use shared::Shared;
+pub(crate) use shared::Stats;
+pub(crate) use shared::poisoned_error;
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::Condvar;
 use std::sync::Mutex;
-use std::sync::RwLock;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
+use read::Planned;
 
 use crate::Durable;
 use crate::GroupId;
@@ -47,410 +66,13 @@ use crate::RECORD_OVERHEAD;
 use crate::Storage;
 use crate::StorageError;
 use crate::check_space_name;
-use crate::index::IndexSlot;
 use crate::index::LogIndex;
-use crate::journal;
 use crate::journal::MAX_PAYLOAD_LEN;
 use crate::journal::RECORD_HEADER_LEN;
-use crate::journal::RecordBody;
 use crate::lock;
-use crate::meta::GROUPS_TREE;
-use crate::meta::GroupMeta;
 use crate::meta::sled_error;
 use crate::read_lock;
-use crate::recovery;
 use crate::write_lock;
-use crate::writer::Writer;
-
-/// Default size at which the journal rolls to a new segment.
-pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
-/// Smallest accepted segment size.
-const MIN_SEGMENT_BYTES: u64 = 4 << 10;
-/// Largest accepted segment size (record offsets are stored as u32).
-const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
-
-/// Where and how [`DiskStorage`] keeps its files.
-#[derive(Clone, Debug)]
-pub struct DiskOptions {
-    /// Directory holding `journal/` (segment files) and `meta/` (sled).
-    pub dir: PathBuf,
-    /// Size at which the journal rolls to a new segment file, clamped to 4 KiB..4 GiB. Space is
-    /// reclaimed a whole segment at a time.
-    pub segment_bytes: u64,
-}
-
-impl DiskOptions {
-    /// Options with defaults for everything but the directory.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        DiskOptions {
-            dir: dir.into(),
-            segment_bytes: DEFAULT_SEGMENT_BYTES,
-        }
-    }
-}
-
-/// Counters of the journal thread, for tests and benchmarks.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DiskStats {
-    /// Commit rounds (batches taken off the queue).
-    pub rounds: u64,
-    /// `fdatasync` calls on journal segments.
-    pub data_syncs: u64,
-    /// `fsync` calls on the journal directory.
-    pub dir_syncs: u64,
-    /// sled flushes.
-    pub sled_flushes: u64,
-    /// Bytes written to the journal.
-    pub journal_bytes: u64,
-    pub segments_created: u64,
-    pub segments_deleted: u64,
-    /// Segments freed by copying their few live records to the head of the journal.
-    pub segments_compacted: u64,
-    pub records_relocated: u64,
-}
-
-/// Atomic counters behind [`DiskStats`].
-#[derive(Default)]
-pub(crate) struct Stats {
-    pub rounds: AtomicU64,
-    pub data_syncs: AtomicU64,
-    pub dir_syncs: AtomicU64,
-    pub sled_flushes: AtomicU64,
-    pub journal_bytes: AtomicU64,
-    pub segments_created: AtomicU64,
-    pub segments_deleted: AtomicU64,
-    pub segments_compacted: AtomicU64,
-    pub records_relocated: AtomicU64,
-}
-
-impl Stats {
-    pub(crate) fn add(counter: &AtomicU64, amount: u64) {
-        counter.fetch_add(amount, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> DiskStats {
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        DiskStats {
-            rounds: get(&self.rounds),
-            data_syncs: get(&self.data_syncs),
-            dir_syncs: get(&self.dir_syncs),
-            sled_flushes: get(&self.sled_flushes),
-            journal_bytes: get(&self.journal_bytes),
-            segments_created: get(&self.segments_created),
-            segments_deleted: get(&self.segments_deleted),
-            segments_compacted: get(&self.segments_compacted),
-            records_relocated: get(&self.records_relocated),
-        }
-    }
-}
-
-/// Where a record lives in the journal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Location {
-    pub segment: u32,
-    pub offset: u32,
-    pub len: u32,
-}
-
-/// Largest usable segment sequence number (the two above it mark pending slots and holes).
-pub(crate) const MAX_SEGMENT_SEQ: u64 = u32::MAX as u64 - 2;
-
-/// One entry of a group's in-memory index: 32 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Slot {
-    pub term: u64,
-    pub tag: u64,
-    pub offset: u32,
-    pub len: u32,
-    /// Journal segment, or [`Slot::PENDING`] (payload in `GroupLog::pending`), or
-    /// [`Slot::HOLE`] (recovery only: present but location not seen yet).
-    pub segment: u32,
-    pub kind: u8,
-}
-
-const _: () = assert!(std::mem::size_of::<Slot>() == 32);
-
-impl Slot {
-    pub(crate) const PENDING: u32 = u32::MAX;
-    pub(crate) const HOLE: u32 = u32::MAX - 1;
-
-    pub(crate) fn pending(record: &LogRecord) -> Slot {
-        Slot {
-            term: record.term,
-            tag: record.tag,
-            offset: 0,
-            len: 0,
-            segment: Slot::PENDING,
-            kind: record.kind,
-        }
-    }
-
-    pub(crate) fn on_disk(term: u64, tag: u64, kind: u8, location: Location) -> Slot {
-        Slot {
-            term,
-            tag,
-            offset: location.offset,
-            len: location.len,
-            segment: location.segment,
-            kind,
-        }
-    }
-
-    pub(crate) fn hole() -> Slot {
-        Slot {
-            term: 0,
-            tag: 0,
-            offset: 0,
-            len: 0,
-            segment: Slot::HOLE,
-            kind: 0,
-        }
-    }
-
-    pub(crate) fn is_pending(&self) -> bool {
-        self.segment == Slot::PENDING
-    }
-
-    pub(crate) fn is_hole(&self) -> bool {
-        self.segment == Slot::HOLE
-    }
-
-    /// The journal location, `None` for pending slots and holes.
-    pub(crate) fn location(&self) -> Option<Location> {
-        (self.segment != Slot::PENDING && self.segment != Slot::HOLE).then_some(Location {
-            segment: self.segment,
-            offset: self.offset,
-            len: self.len,
-        })
-    }
-
-    pub(crate) fn set_location(&mut self, location: Location) {
-        self.segment = location.segment;
-        self.offset = location.offset;
-        self.len = location.len;
-    }
-}
-
-impl IndexSlot for Slot {
-    fn term(&self) -> u64 {
-        self.term
-    }
-
-    fn tag(&self) -> u64 {
-        self.tag
-    }
-}
-
-/// One group's in-memory state.
-pub(crate) struct GroupLog {
-    pub index: LogIndex<Slot>,
-    /// Payloads of pending slots (appended, not yet durable), by index.
-    pub pending: BTreeMap<u64, Bytes>,
-    /// Queue sequence number of the last operation enqueued for this group.
-    pub last_op_seq: u64,
-    /// Set by `drop_group` before it enqueues the drop; later calls fail as if the group did
-    /// not exist.
-    pub dropped: bool,
-}
-
-impl GroupLog {
-    pub(crate) fn new(index: LogIndex<Slot>) -> Self {
-        GroupLog {
-            index,
-            pending: BTreeMap::new(),
-            last_op_seq: 0,
-            dropped: false,
-        }
-    }
-}
-
-/// Work for the journal thread.
-pub(crate) enum Op {
-    Append {
-        group: GroupId,
-        log: Arc<Mutex<GroupLog>>,
-        records: Vec<LogRecord>,
-        done: Durable,
-    },
-    Truncate {
-        group: GroupId,
-        after: Option<u64>,
-    },
-    Purge {
-        group: GroupId,
-        upto: LogPosition,
-    },
-    Kv {
-        space: String,
-        ops: Vec<KvOp>,
-        done: Option<Durable>,
-    },
-    Flush {
-        done: Durable,
-    },
-    CreateGroup {
-        group: GroupId,
-        reply: mpsc::Sender<io::Result<()>>,
-    },
-    DropGroup {
-        group: GroupId,
-        reply: mpsc::Sender<io::Result<()>>,
-    },
-}
-
-/// What the journal thread should do once the queue is empty.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RunMode {
-    Running,
-    /// Process everything queued, flush, exit (clean shutdown).
-    Drain,
-    /// Exit at once, dropping queued work unfired (crash simulation).
-    Crash,
-}
-
-pub(crate) struct Queue {
-    pub ops: Vec<(u64, Op)>,
-    pub next_seq: u64,
-    pub mode: RunMode,
-}
-
-/// Lazily written key-value changes not yet applied to sled, per space and key: the queue
-/// sequence number of the write and the value (`None` = deleted).
-pub(crate) type Overlay = HashMap<String, BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>>;
-
-/// Read-only segment handles kept open at most (a node retaining much data has many segments;
-/// file descriptors are limited). Readers of an evicted segment simply open it again.
-const MAX_OPEN_SEGMENTS: usize = 128;
-
-/// Read-only handles of journal segments, opened on demand.
-pub(crate) struct SegmentReaders {
-    dir: PathBuf,
-    open: Mutex<BTreeMap<u64, Arc<File>>>,
-    /// Segments below this were deleted.
-    first_live: AtomicU64,
-}
-
-impl SegmentReaders {
-    fn new(dir: PathBuf, first_live: u64) -> Self {
-        SegmentReaders {
-            dir,
-            open: Mutex::new(BTreeMap::new()),
-            first_live: AtomicU64::new(first_live),
-        }
-    }
-
-    /// A handle of segment `seq`; `NotFound` once it was deleted.
-    pub(crate) fn get(&self, seq: u64) -> io::Result<Arc<File>> {
-        if let Some(file) = lock(&self.open).get(&seq) {
-            return Ok(file.clone());
-        }
-        let gone = || {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("journal segment {seq} was deleted"),
-            )
-        };
-        if seq < self.first_live.load(Ordering::SeqCst) {
-            return Err(gone());
-        }
-        let file = Arc::new(File::open(journal::segment_path(&self.dir, seq))?);
-        let mut open = lock(&self.open);
-        // Checked again under the lock: `retire` may have run while the file was being opened,
-        // and a handle cached now would never be removed.
-        if seq < self.first_live.load(Ordering::SeqCst) {
-            return Err(gone());
-        }
-        let file = open.entry(seq).or_insert(file).clone();
-        if open.len() > MAX_OPEN_SEGMENTS {
-            // The oldest segments are the least read (only by consumers far behind).
-            let evicted = open.keys().copied().find(|open_seq| *open_seq != seq);
-            if let Some(evicted) = evicted {
-                open.remove(&evicted);
-            }
-        }
-        Ok(file)
-    }
-
-    /// Forgets segment `seq` before it is deleted. Segments are deleted oldest first.
-    pub(crate) fn retire(&self, seq: u64) {
-        self.first_live.fetch_max(seq + 1, Ordering::SeqCst);
-        lock(&self.open).remove(&seq);
-    }
-}
-
-/// State shared by callers and the journal thread.
-pub(crate) struct Shared {
-    pub groups: RwLock<HashMap<GroupId, Arc<Mutex<GroupLog>>>>,
-    pub queue: Mutex<Queue>,
-    pub queue_ready: Condvar,
-    pub overlay: Mutex<Overlay>,
-    pub db: sled::Db,
-    /// Open sled trees of key spaces (never the reserved ones).
-    pub trees: RwLock<HashMap<String, sled::Tree>>,
-    pub segments: SegmentReaders,
-    /// Set after an I/O error: every later operation fails.
-    pub poisoned: AtomicBool,
-    /// Serializes `create_group` and `drop_group`.
-    membership: Mutex<()>,
-    pub stats: Stats,
-    /// Test hook: the next journal commit fails as if the disk had.
-    #[cfg(test)]
-    pub fail_next_commit: AtomicBool,
-}
-
-impl Shared {
-    /// Pushes an operation and wakes the journal thread. Returns its sequence number.
-    pub(crate) fn enqueue(&self, op: Op) -> u64 {
-        let mut queue = lock(&self.queue);
-        let seq = queue.next_seq;
-        queue.next_seq += 1;
-        queue.ops.push((seq, op));
-        drop(queue);
-        self.queue_ready.notify_one();
-        seq
-    }
-
-    pub(crate) fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::SeqCst)
-    }
-
-    fn check_healthy(&self) -> Result<(), StorageError> {
-        if self.is_poisoned() {
-            return Err(StorageError::Io(poisoned_error()));
-        }
-        Ok(())
-    }
-
-    fn group(&self, group: GroupId) -> Result<Arc<Mutex<GroupLog>>, StorageError> {
-        read_lock(&self.groups)
-            .get(&group)
-            .cloned()
-            .ok_or(StorageError::UnknownGroup { group })
-    }
-
-    /// Runs `inspect` on a group's state (map lock, then group lock: the documented order).
-    fn with_log<T>(
-        &self,
-        group: GroupId,
-        inspect: impl FnOnce(&GroupLog) -> T,
-    ) -> Result<T, StorageError> {
-        let groups = read_lock(&self.groups);
-        let log = groups
-            .get(&group)
-            .ok_or(StorageError::UnknownGroup { group })?;
-        Ok(inspect(&lock(log)))
-    }
-
-    fn tree(&self, space: &str) -> Option<sled::Tree> {
-        read_lock(&self.trees).get(space).cloned()
-    }
-}
-
-/// The error every operation gets once the journal is poisoned.
-pub(crate) fn poisoned_error() -> io::Error {
-    io::Error::other("storage journal is poisoned by an earlier i/o error")
-}
 
 /// Durable storage on local disk. See the crate docs and `journal.rs` for the design.
 ///
@@ -462,85 +84,6 @@ pub struct DiskStorage {
 }
 
 impl DiskStorage {
-    /// Opens (or creates) the storage in `options.dir`, replaying the journal. Blocking: reads
-    /// every record header of the journal (payloads only of the newest segment).
-    pub fn open(options: DiskOptions) -> Result<DiskStorage, StorageError> {
-        let segment_bytes = options
-            .segment_bytes
-            .clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
-        let journal_dir = options.dir.join("journal");
-        let meta_dir = options.dir.join("meta");
-        create_dir_durably(&journal_dir)?;
-        create_dir_durably(&meta_dir)?;
-
-        let db = open_sled(&meta_dir)?;
-        let groups_tree = db.open_tree(GROUPS_TREE).map_err(sled_error)?;
-        let mut metas = HashMap::new();
-        for entry in groups_tree.iter() {
-            let (key, value) = entry.map_err(sled_error)?;
-            let (group, meta) = GroupMeta::decode(&key, &value)?;
-            metas.insert(group, meta);
-        }
-
-        let recovered = recovery::recover(&journal_dir, &metas)?;
-        let mut trees = HashMap::new();
-        for name in db.tree_names() {
-            let Ok(space) = std::str::from_utf8(&name) else {
-                continue;
-            };
-            if check_space_name(space).is_err() {
-                continue;
-            }
-            trees.insert(space.to_string(), db.open_tree(&name).map_err(sled_error)?);
-        }
-        let first_live = recovered
-            .segments
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(recovered.active.seq);
-        let groups = recovered
-            .groups
-            .into_iter()
-            .map(|(group, index)| (group, Arc::new(Mutex::new(GroupLog::new(index)))))
-            .collect();
-        let shared = Arc::new(Shared {
-            groups: RwLock::new(groups),
-            queue: Mutex::new(Queue {
-                ops: Vec::new(),
-                next_seq: 1,
-                mode: RunMode::Running,
-            }),
-            queue_ready: Condvar::new(),
-            overlay: Mutex::new(HashMap::new()),
-            db,
-            trees: RwLock::new(trees),
-            segments: SegmentReaders::new(journal_dir.clone(), first_live),
-            poisoned: AtomicBool::new(false),
-            membership: Mutex::new(()),
-            stats: Stats::default(),
-            #[cfg(test)]
-            fail_next_commit: AtomicBool::new(false),
-        });
-        let writer = Writer::new(
-            shared.clone(),
-            journal_dir,
-            segment_bytes,
-            recovered.active,
-            recovered.segments,
-            metas,
-            groups_tree,
-        );
-        let handle = std::thread::Builder::new()
-            .name("riffle-journal".to_string())
-            .spawn(move || writer.run())
-            .map_err(StorageError::Io)?;
-        Ok(DiskStorage {
-            shared,
-            writer: Some(handle),
-        })
-    }
-
     /// Counters of the journal thread.
     #[doc(hidden)]
     pub fn stats(&self) -> DiskStats {
@@ -579,149 +122,12 @@ impl DiskStorage {
             ))),
         }
     }
-
-    /// Reads the planned records; `NotFound` means a segment vanished under the plan.
-    fn load(&self, group: GroupId, plan: Vec<Planned>) -> Result<Vec<LogRecord>, StorageError> {
-        // Adjacent records of one segment are read with one pread, up to this many bytes.
-        const MAX_RUN_BYTES: u64 = 8 << 20;
-        let mut records = Vec::with_capacity(plan.len());
-        let mut position = 0;
-        while position < plan.len() {
-            let first = &plan[position];
-            let Some(first_location) = first.slot.location() else {
-                let Some(payload) = first.payload.clone() else {
-                    return Err(StorageError::Corrupt(format!(
-                        "group {group} index {}: pending record without payload",
-                        first.index
-                    )));
-                };
-                records.push(first.to_record(payload));
-                position += 1;
-                continue;
-            };
-            let run_start = u64::from(first_location.offset);
-            let mut run_end = run_start + u64::from(first_location.len);
-            let mut run_stop = position + 1;
-            while let Some(next) = plan.get(run_stop)
-                && let Some(next_location) = next.slot.location()
-                && next_location.segment == first_location.segment
-                && u64::from(next_location.offset) == run_end
-                && run_end - run_start < MAX_RUN_BYTES
-            {
-                run_end += u64::from(next_location.len);
-                run_stop += 1;
-            }
-            let file = self
-                .shared
-                .segments
-                .get(u64::from(first_location.segment))?;
-            let run_len = usize::try_from(run_end - run_start).map_err(|_| {
-                StorageError::Corrupt("journal read run exceeds address space".to_string())
-            })?;
-            let mut buffer = vec![0u8; run_len];
-            file.read_exact_at(&mut buffer, run_start)
-                .map_err(|error| {
-                    if error.kind() == io::ErrorKind::UnexpectedEof {
-                        StorageError::Corrupt(format!(
-                            "journal segment {} ends before offset {run_end}",
-                            first_location.segment
-                        ))
-                    } else {
-                        StorageError::Io(error)
-                    }
-                })?;
-            let run = Bytes::from(buffer);
-            for planned in &plan[position..run_stop] {
-                let Some(location) = planned.slot.location() else {
-                    continue;
-                };
-                let start =
-                    usize::try_from(u64::from(location.offset) - run_start).unwrap_or(usize::MAX);
-                let bytes = run.slice(start..start + location.len as usize);
-                let header = journal::decode_record(&bytes).map_err(|reason| {
-                    StorageError::Corrupt(format!(
-                        "group {group} index {}: journal segment {} offset {}: {reason}",
-                        planned.index, location.segment, location.offset
-                    ))
-                })?;
-                let expected = RecordBody::Entry {
-                    index: planned.index,
-                    term: planned.slot.term,
-                    kind: planned.slot.kind,
-                    tag: planned.slot.tag,
-                };
-                if header.group != group || header.body != expected {
-                    return Err(StorageError::Corrupt(format!(
-                        "group {group} index {}: journal segment {} offset {} holds another record",
-                        planned.index, location.segment, location.offset
-                    )));
-                }
-                records.push(planned.to_record(bytes.slice(RECORD_HEADER_LEN..)));
-            }
-            position = run_stop;
-        }
-        Ok(records)
-    }
-}
-
-/// One record to read: its index, slot, and payload if pending.
-struct Planned {
-    index: u64,
-    slot: Slot,
-    payload: Option<Bytes>,
-}
-
-impl Planned {
-    fn to_record(&self, payload: Bytes) -> LogRecord {
-        LogRecord {
-            index: self.index,
-            term: self.slot.term,
-            kind: self.slot.kind,
-            tag: self.slot.tag,
-            payload,
-        }
-    }
 }
 
 impl Drop for DiskStorage {
     fn drop(&mut self) {
         self.stop(RunMode::Drain);
     }
-}
-
-/// Opens the sled database, waiting (up to 5 s) for its file lock when an earlier handle in this
-/// process is still being released: sled's background jobs can hold the last reference for a
-/// moment after the previous `DiskStorage` was dropped, and a reopen right away (a node restarted
-/// in-process, a test reopening its directory) would otherwise fail on a loaded machine.
-fn open_sled(meta_dir: &Path) -> Result<sled::Db, StorageError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::Config::new()
-            .path(meta_dir)
-            .flush_every_ms(None)
-            .open()
-        {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(error))
-                if error.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(error) => return Err(sled_error(error)),
-        }
-    }
-}
-
-fn create_dir_durably(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir)?;
-    if let Some(parent) = dir.parent() {
-        journal::sync_dir(parent)?;
-    }
-    Ok(())
 }
 
 impl Storage for DiskStorage {
@@ -998,6 +404,10 @@ impl Storage for DiskStorage {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
+    use bytes::Bytes;
+
     use super::*;
 
     fn record(index: u64, size: usize) -> LogRecord {
