@@ -13,6 +13,14 @@
 //!   few live records of an otherwise dead segment). Format and write path: `journal.rs`.
 //! - [`MemStorage`]: everything in memory, for fast unit tests of the layers above.
 //!
+//! Where things are: `disk/` ([`DiskStorage`] and the caller side of each call; opening; state
+//! shared with the journal thread; reads), `writer/` (the journal thread: its loop and round, the
+//! active segment, the sled side, segment deletion and compaction), `journal.rs` (record format),
+//! `recovery.rs` (replay on open), `index.rs` (a group's in-memory index), `meta.rs` (the group
+//! registry in sled), `mem.rs`. An append to its acknowledgement: `disk/mod.rs` (index) →
+//! `disk/shared.rs` (queue) → `writer/mod.rs` (the round) → `writer/active_segment.rs`
+//! (`pwrite`, `fdatasync`) → back in `writer/mod.rs` (callbacks fire).
+//!
 //! What this layer must not do: interpret payloads, decide what is committed, or block an async
 //! runtime thread on a disk flush (durability is reported through [`Durable`] callbacks).
 
