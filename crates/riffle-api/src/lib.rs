@@ -9,11 +9,13 @@
 //! operations become commands to the metadata group, data operations go to shard groups.
 
 pub use riffle_types::eventstream;
+pub mod error;
 pub mod http;
 pub mod ops;
 pub mod request;
 pub mod wire;
 
+pub use error::ApiError;
 pub use ops::Api;
 pub use request::Operation;
 pub use request::Request;

@@ -6,6 +6,7 @@
 //! lifecycles; it never reads or writes records (that is the shard layer's job).
 
 pub mod command;
+pub mod error;
 pub mod leases;
 pub mod model;
 pub mod placement;
@@ -15,5 +16,6 @@ pub mod scheduler;
 
 pub use command::ControlCommand;
 pub use command::ControlReply;
+pub use error::ControlError;
 pub use model::ControlState;
 pub use plane::ControlPlane;

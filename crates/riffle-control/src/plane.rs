@@ -10,7 +10,6 @@ use bytes::Bytes;
 use riffle_raft::Command;
 use riffle_raft::Group;
 use riffle_raft::Machine;
-use riffle_raft::ProposeError;
 use riffle_raft::Reply;
 use riffle_types::ErrorCode;
 use riffle_types::KinesisError;
@@ -21,6 +20,7 @@ use tokio::sync::watch;
 use crate::command;
 use crate::command::ControlCommand;
 use crate::command::ControlReply;
+use crate::error::ControlError;
 use crate::model::ControlState;
 
 /// The metadata group's id on every node. Its replica ids are node ids.
@@ -114,6 +114,7 @@ impl Machine for ControlMachine {
 }
 
 /// What a forwarded call to the metadata leader produced.
+#[derive(Debug, PartialEq, Eq)]
 pub enum Forwarded<T> {
     Done(T),
     /// The node asked is not the leader; it names the leader's node when it knows it.
@@ -128,13 +129,13 @@ pub trait ControlForwarder: Send + Sync + 'static {
         &self,
         node: u64,
         command: Bytes,
-    ) -> futures_util::future::BoxFuture<'static, Result<Forwarded<(Bytes, u64)>, KinesisError>>;
+    ) -> futures_util::future::BoxFuture<'static, Result<Forwarded<(Bytes, u64)>, ControlError>>;
 
     /// The commit index `node` (the leader) has confirmed for a linearizable read.
     fn read_index(
         &self,
         node: u64,
-    ) -> futures_util::future::BoxFuture<'static, Result<Forwarded<u64>, KinesisError>>;
+    ) -> futures_util::future::BoxFuture<'static, Result<Forwarded<u64>, ControlError>>;
 }
 
 /// Proposes control commands and reads the agreed state.
@@ -184,31 +185,22 @@ impl ControlPlane {
     }
 
     /// Waits until this node has applied the metadata log up to `index` (bounded).
-    pub async fn wait_applied(&self, index: u64) -> Result<(), KinesisError> {
+    pub async fn wait_applied(&self, index: u64) -> Result<(), ControlError> {
         let mut applied = self.applied.clone();
         let waited =
             tokio::time::timeout(LEADER_WAIT, applied.wait_for(|applied| *applied >= index)).await;
         match waited {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(KinesisError::unavailable(format!(
-                "this node has not caught up with the metadata log (index {index})"
-            ))),
+            _ => Err(ControlError::NotCaughtUp { index }),
         }
     }
 
     /// Makes the next reads of [`ControlPlane::state`] see everything committed before this
     /// call (a linearizable read of the metadata, wherever the leader is).
-    pub async fn sync(&self) -> Result<(), KinesisError> {
+    pub async fn sync(&self) -> Result<(), ControlError> {
         let index = self
             .on_leader(
-                |plane| async move {
-                    plane
-                        .group
-                        .lease_read_barrier()
-                        .await
-                        .map(Forwarded::Done)
-                        .map_err(|error| metadata_unavailable(&error))
-                },
+                |plane| async move { plane.read_index_locally().await.map(Forwarded::Done) },
                 |forwarder, node| forwarder.read_index(node),
             )
             .await?;
@@ -216,10 +208,12 @@ impl ControlPlane {
     }
 
     /// Proposes a command; returns once it is committed, and applied on this node.
-    pub async fn propose(&self, command: ControlCommand) -> Result<ControlReply, KinesisError> {
+    pub async fn propose(&self, command: ControlCommand) -> Result<ControlReply, ControlError> {
         let name = command.name();
-        let body = serde_json::to_vec(&command)
-            .map_err(|error| KinesisError::internal(format!("cannot encode {name}: {error}")))?;
+        let body = serde_json::to_vec(&command).map_err(|source| ControlError::Encode {
+            command: name,
+            source,
+        })?;
         let body = Bytes::from(body);
         let (reply, index) = self
             .on_leader(
@@ -236,15 +230,15 @@ impl ControlPlane {
 
     /// Runs `local` if this node leads the metadata group, else `remote` on the leader,
     /// following not-leader hints until an answer or [`LEADER_WAIT`].
-    async fn on_leader<T, L, LF, R>(&self, local: L, remote: R) -> Result<T, KinesisError>
+    async fn on_leader<T, L, LF, R>(&self, local: L, remote: R) -> Result<T, ControlError>
     where
         L: Fn(ControlPlane) -> LF,
-        LF: std::future::Future<Output = Result<Forwarded<T>, KinesisError>>,
+        LF: std::future::Future<Output = Result<Forwarded<T>, ControlError>>,
         R: Fn(
             &Arc<dyn ControlForwarder>,
             u64,
         )
-            -> futures_util::future::BoxFuture<'static, Result<Forwarded<T>, KinesisError>>,
+            -> futures_util::future::BoxFuture<'static, Result<Forwarded<T>, ControlError>>,
     {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let mut hint: Option<u64> = None;
@@ -254,22 +248,19 @@ impl ControlPlane {
                 Some(node) if node == self.group.replica() => local(self.clone()).await,
                 Some(node) => match &self.forwarder {
                     Some(forwarder) => remote(forwarder, node).await,
-                    None => Err(KinesisError::unavailable(
-                        "the metadata leader is on another node and this node has no peers",
-                    )),
+                    None => Err(ControlError::NoPeers),
                 },
                 None => Ok(Forwarded::NotLeader(None)),
             };
             match outcome {
                 Ok(Forwarded::Done(value)) => return Ok(value),
                 Ok(Forwarded::NotLeader(next)) => hint = next.filter(|next| Some(*next) != leader),
-                Err(error) if error.code == ErrorCode::ServiceUnavailable => {}
+                // Nothing happened (no leader yet, the leader not reached): try again.
+                Err(error) if error.is_unavailable() => {}
                 Err(error) => return Err(error),
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(KinesisError::unavailable(
-                    "the metadata group has no reachable leader",
-                ));
+                return Err(ControlError::NoLeader);
             }
             if hint.is_none() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -279,52 +270,86 @@ impl ControlPlane {
 
     /// Proposes encoded command bytes on this node, which must lead the metadata group.
     /// Returns the encoded reply and the log index (served for other nodes too).
-    pub async fn propose_locally(&self, body: Bytes) -> Result<(Bytes, u64), KinesisError> {
+    pub async fn propose_locally(&self, body: Bytes) -> Result<(Bytes, u64), ControlError> {
         let proposal = Command {
             kind: COMMAND_CONTROL,
             tag: 0,
             body,
         };
-        let proposed = self
-            .group
-            .propose(proposal)
-            .await
-            .map_err(|error| metadata_unavailable(&error))?;
+        let proposed = self.group.propose(proposal).await?;
         match proposed.reply {
             Reply::Data(bytes) => Ok((bytes, proposed.index)),
-            Reply::Rejected { reason } => Err(KinesisError::internal(format!(
-                "control command rejected: {reason}"
-            ))),
-            Reply::Applied => Err(KinesisError::internal("control command produced no reply")),
+            Reply::Rejected { reason } => Err(ControlError::Unapplied { reason }),
+            Reply::Applied => Err(ControlError::NoReply),
         }
     }
 
     /// This node's confirmed commit index as the metadata leader (served for other nodes).
-    pub async fn read_index_locally(&self) -> Result<u64, KinesisError> {
-        self.group
-            .lease_read_barrier()
-            .await
-            .map_err(|error| metadata_unavailable(&error))
+    pub async fn read_index_locally(&self) -> Result<u64, ControlError> {
+        Ok(self.group.lease_read_barrier().await?)
     }
 }
 
-fn metadata_unavailable(error: &ProposeError) -> KinesisError {
-    match error {
-        ProposeError::NotLeader { .. } | ProposeError::Stopped(_) => {
-            KinesisError::unavailable(format!("metadata group: {error}"))
-        }
-        ProposeError::Ambiguous(reason) => KinesisError::internal(format!(
-            "the control command may or may not have taken effect (leadership changed): {reason}"
-        )),
-    }
-}
-
-fn decode_reply(name: &str, bytes: &[u8]) -> Result<ControlReply, KinesisError> {
-    let outcome: ApplyOutcome = serde_json::from_slice(bytes)
-        .map_err(|error| KinesisError::internal(format!("undecodable reply to {name}: {error}")))?;
+/// The reply `apply` produced, as the proposer reads it: a rejection is the Kinesis error
+/// `apply` decided, stored as its type name and message and rebuilt here unchanged.
+fn decode_reply(name: &'static str, bytes: &[u8]) -> Result<ControlReply, ControlError> {
+    let outcome: ApplyOutcome =
+        serde_json::from_slice(bytes).map_err(|source| ControlError::Decode {
+            command: name,
+            source,
+        })?;
     outcome.map_err(|repr| {
         let code =
             ErrorCode::from_type_name(&repr.code).unwrap_or(ErrorCode::InternalFailureException);
-        KinesisError::new(code, repr.message)
+        ControlError::Rejected(KinesisError::new(code, repr.message))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command's reply as it travels from the metadata leader to the proposer (and between
+    /// nodes of different versions): a rejection is its Kinesis type name and message.
+    #[test]
+    fn a_rejected_command_reaches_the_proposer_with_its_type_and_message() {
+        let (mut machine, _watch) = ControlMachine::new();
+        let command = ControlCommand::DeleteStream { name: "s".into() };
+        let body = Bytes::from(serde_json::to_vec(&command).unwrap());
+        let reply = machine.apply(
+            1,
+            &Command {
+                kind: COMMAND_CONTROL,
+                tag: 0,
+                body,
+            },
+        );
+        let Reply::Data(bytes) = reply else {
+            panic!("a rejection is a reply, got {reply:?}");
+        };
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"Err":{"code":"ResourceNotFoundException","message":"Stream s under account  not found."}}"#
+        );
+        match decode_reply("DeleteStream", &bytes) {
+            Err(ControlError::Rejected(error)) => {
+                assert_eq!(error.code, ErrorCode::ResourceNotFoundException);
+                assert_eq!(error.message, "Stream s under account  not found.");
+            }
+            other => panic!("expected the rejection, got {other:?}"),
+        }
+        assert_eq!(
+            decode_reply("DeleteStream", br#"{"Ok":"Done"}"#).unwrap(),
+            ControlReply::Done
+        );
+        match decode_reply("DeleteStream", b"{") {
+            Err(error @ ControlError::Decode { .. }) => assert!(
+                error
+                    .to_string()
+                    .starts_with("undecodable reply to DeleteStream: "),
+                "{error}"
+            ),
+            other => panic!("expected a decode error, got {other:?}"),
+        }
+    }
 }

@@ -40,6 +40,7 @@ pub mod service;
 mod testing;
 pub mod transport;
 
+pub use membership::JoinError;
 pub use node::DataError;
 pub use node::Node;
 pub use node::NodeConfig;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use riffle_control::ControlCommand;
+use riffle_control::ControlError;
 use riffle_control::ControlPlane;
 use riffle_control::ControlState;
 use riffle_control::model::NodeRecord;
@@ -15,8 +16,12 @@ use riffle_control::plane::CONTROL_GROUP;
 use riffle_control::plane::ControlMachine;
 use riffle_raft::Group;
 use riffle_raft::GroupOptions;
+use riffle_raft::PeerError;
+use riffle_raft::ProposeError;
 use riffle_raft::ReplicaNode;
 use riffle_storage::StorageError;
+use riffle_types::CodedError;
+use riffle_types::ErrorCode;
 use riffle_types::KinesisError;
 use riffle_types::TokenKey;
 
@@ -25,6 +30,43 @@ use crate::node::NodeError;
 use crate::node::now_ms;
 use crate::peer::JoinRequest;
 use crate::peer::PeerForwarder;
+
+/// Why a node was not let in (answered to the joining node, which retries while it is
+/// [`ErrorCode::ServiceUnavailable`]).
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("this node has not started yet")]
+    NotStarted,
+    #[error("no metadata leader known")]
+    NoLeader,
+    /// The metadata leader's node, to which the request was forwarded, did not answer.
+    #[error("{0}")]
+    Forward(#[source] PeerError),
+    #[error("node ids are positive")]
+    InvalidNodeId,
+    /// Registering the node in the metadata failed.
+    #[error(transparent)]
+    Register(#[from] ControlError),
+    #[error("cannot add the learner: {0}")]
+    AddLearner(#[source] ProposeError),
+    /// The node asked answered with this error (received over the gRPC transport).
+    #[error("{}", .0.message)]
+    Remote(KinesisError),
+}
+
+impl CodedError for JoinError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            JoinError::NotStarted
+            | JoinError::NoLeader
+            | JoinError::Forward(_)
+            | JoinError::AddLearner(_) => ErrorCode::ServiceUnavailable,
+            JoinError::InvalidNodeId => ErrorCode::InvalidArgumentException,
+            JoinError::Register(error) => error.code(),
+            JoinError::Remote(error) => error.code,
+        }
+    }
+}
 
 impl Node {
     /// Starts the metadata replica (reachable by peers at once) and waits until the group has a
@@ -127,9 +169,7 @@ impl Node {
     /// Asks node `via` (any member) to add this node to the cluster, until it says yes.
     async fn ask_to_join(&self, via: u64) -> Result<(), NodeError> {
         let Some(peers) = &self.peers else {
-            return Err(NodeError::Control(KinesisError::invalid_argument(
-                "joining needs a peer transport",
-            )));
+            return Err(NodeError::NoPeerTransport);
         };
         let request = JoinRequest {
             node_id: self.config.node_id,
@@ -148,8 +188,8 @@ impl Node {
                     return Ok(());
                 }
                 Ok(Err(error)) => {
-                    if error.code != riffle_types::ErrorCode::ServiceUnavailable {
-                        return Err(NodeError::Control(error));
+                    if error.code() != ErrorCode::ServiceUnavailable {
+                        return Err(NodeError::Join(error));
                     }
                     attempts += 1;
                     if attempts % 10 == 1 {
@@ -169,22 +209,21 @@ impl Node {
 
     /// Lets a new node in: registers it and adds it to the metadata group as a learner (on the
     /// metadata leader; another node forwards the request there).
-    pub async fn serve_join(&self, request: JoinRequest) -> Result<(), KinesisError> {
-        let error = Err;
+    pub async fn serve_join(&self, request: JoinRequest) -> Result<(), JoinError> {
         let Some(control) = self.control.get() else {
-            return error(KinesisError::unavailable("this node has not started yet"));
+            return Err(JoinError::NotStarted);
         };
         if !control.is_leader() {
             let (Some(leader), Some(peers)) = (control.leader(), &self.peers) else {
-                return error(KinesisError::unavailable("no metadata leader known"));
+                return Err(JoinError::NoLeader);
             };
             return match peers.join(leader, request).await {
                 Ok(answer) => answer,
-                Err(failure) => error(KinesisError::unavailable(failure.to_string())),
+                Err(failure) => Err(JoinError::Forward(failure)),
             };
         }
         if request.node_id == 0 {
-            return error(KinesisError::invalid_argument("node ids are positive"));
+            return Err(JoinError::InvalidNodeId);
         }
         let record = NodeRecord {
             id: request.node_id,
@@ -196,23 +235,19 @@ impl Node {
         if let Some(peers) = &self.peers {
             peers.learn_addresses(&[(record.id, record.peer_addr.clone())]);
         }
-        if let Err(failure) = control
+        control
             .propose(ControlCommand::RegisterNode { node: record })
-            .await
-        {
-            return error(failure);
-        }
+            .await?;
         let node = ReplicaNode {
             node: request.node_id,
             addr: request.peer_addr,
             az: request.az,
         };
-        match control.group().add_learner(request.node_id, node).await {
-            Ok(()) => Ok(()),
-            Err(failure) => error(KinesisError::unavailable(format!(
-                "cannot add the learner: {failure}"
-            ))),
-        }
+        control
+            .group()
+            .add_learner(request.node_id, node)
+            .await
+            .map_err(JoinError::AddLearner)
     }
 
     /// Makes sure the cluster is initialized and this node is registered.

@@ -13,6 +13,7 @@ use std::time::Instant;
 use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
+use riffle_control::ControlError;
 use riffle_control::ControlPlane;
 use riffle_control::ControlState;
 use riffle_control::scheduler::Policy;
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 use crate::beacon::Beacon;
 use crate::liveness::Led;
 use crate::liveness::PeerHealth;
+use crate::membership::JoinError;
 use crate::peer::LeaderOf;
 use crate::peer::PeerClient;
 use crate::routing::LeaderCache;
@@ -89,6 +91,7 @@ impl NodeConfig {
     }
 }
 
+/// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("storage failed: {0}")]
@@ -96,7 +99,12 @@ pub enum NodeError {
     #[error("raft group failed: {0}")]
     Group(#[from] riffle_raft::GroupError),
     #[error("control plane: {0}")]
-    Control(#[from] KinesisError),
+    Control(#[from] ControlError),
+    /// The node asked to let this one in refused for good.
+    #[error("control plane: {0}")]
+    Join(#[source] JoinError),
+    #[error("joining needs a peer transport")]
+    NoPeerTransport,
     #[error("the node is stopping")]
     Stopping,
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use riffle_control::ControlError;
 use riffle_control::plane::ControlForwarder;
 use riffle_control::plane::Forwarded;
 pub use riffle_raft::PeerError;
@@ -17,16 +18,15 @@ pub use riffle_raft::RaftClient;
 use riffle_raft::message::Vote;
 use riffle_shard::shard::ReadPage;
 use riffle_storage::GroupId;
-use riffle_types::KinesisError;
 use riffle_types::seqnum::Position;
 
+use crate::membership::JoinError;
 use crate::service::AppendRequest;
 use crate::service::FollowRequest;
 use crate::service::Following;
 use crate::service::LocateRequest;
 use crate::service::ReadRequest;
 use crate::service::SealRequest;
-use crate::service::ServeError;
 use crate::service::Served;
 
 /// A call to another node: its answer, or why none came ([`PeerError`]).
@@ -80,13 +80,13 @@ pub trait PeerClient: RaftClient {
     fn follow(&self, node: u64, request: FollowRequest) -> PeerResult<Served<Following>>;
     /// Proposes an encoded control command on `node` (the metadata leader): the encoded reply
     /// and the log index it was applied at.
-    fn propose(&self, node: u64, command: Bytes) -> PeerResult<Served<(Bytes, u64)>>;
+    fn propose(&self, node: u64, command: Bytes) -> PeerResult<ControlAnswer<(Bytes, u64)>>;
     /// The commit index `node` (the metadata leader) confirmed, for a linearizable read.
-    fn read_index(&self, node: u64) -> PeerResult<Served<u64>>;
+    fn read_index(&self, node: u64) -> PeerResult<ControlAnswer<u64>>;
     fn ping(&self, node: u64, from_node: u64) -> PeerResult<PingAnswer>;
     /// Whether the follower now hibernates.
     fn hibernate(&self, node: u64, request: HibernateRequest) -> PeerResult<bool>;
-    fn join(&self, node: u64, request: JoinRequest) -> PeerResult<Result<(), KinesisError>>;
+    fn join(&self, node: u64, request: JoinRequest) -> PeerResult<Result<(), JoinError>>;
 
     /// Learns where nodes are (from the control state). Transports that address nodes by
     /// network address keep this; others ignore it.
@@ -98,24 +98,9 @@ pub trait PeerClient: RaftClient {
     }
 }
 
-fn transport_error(error: PeerError) -> KinesisError {
-    match error {
-        // Nothing was delivered: the caller may try elsewhere.
-        PeerError::Unreachable { .. } => KinesisError::unavailable(error.to_string()),
-        // It may have run: the outcome is unknown.
-        PeerError::Failed { .. } => KinesisError::internal(format!("outcome unknown: {error}")),
-    }
-}
-
-/// What the metadata leader's answer means to the control plane.
-fn forwarded<T>(served: Served<T>) -> Result<Forwarded<T>, KinesisError> {
-    match served {
-        Ok(value) => Ok(Forwarded::Done(value)),
-        Err(ServeError::NotLeader(hint)) => Ok(Forwarded::NotLeader(hint)),
-        Err(ServeError::Failed(error)) => Err(error),
-        Err(ServeError::Closed) => Err(KinesisError::internal("a control call answered closed")),
-    }
-}
+/// A control call's answer from the node asked: done, not the metadata leader (with a hint),
+/// or the leader's error.
+pub type ControlAnswer<T> = Result<Forwarded<T>, ControlError>;
 
 /// Forwards control calls to the metadata leader through a [`PeerClient`].
 pub struct PeerForwarder(pub Arc<dyn PeerClient>);
@@ -125,22 +110,22 @@ impl ControlForwarder for PeerForwarder {
         &self,
         node: u64,
         command: Bytes,
-    ) -> BoxFuture<'static, Result<Forwarded<(Bytes, u64)>, KinesisError>> {
+    ) -> BoxFuture<'static, ControlAnswer<(Bytes, u64)>> {
         let call = self.0.propose(node, command);
-        async move { forwarded(call.await.map_err(transport_error)?) }.boxed()
-    }
-
-    fn read_index(&self, node: u64) -> BoxFuture<'static, Result<Forwarded<u64>, KinesisError>> {
-        let call = self.0.read_index(node);
         async move {
-            let served = call.await.map_err(|error| match error {
-                // A read index has no side effect, so any transport failure is retryable.
-                PeerError::Unreachable { .. } | PeerError::Failed { .. } => {
-                    KinesisError::unavailable(error.to_string())
-                }
-            })?;
-            forwarded(served)
+            call.await.map_err(|error| match error {
+                // Nothing was delivered: the caller may try elsewhere.
+                PeerError::Unreachable { .. } => ControlError::Forward(error),
+                // It may have run: the outcome is unknown.
+                PeerError::Failed { .. } => ControlError::ForwardOutcomeUnknown(error),
+            })?
         }
         .boxed()
+    }
+
+    fn read_index(&self, node: u64) -> BoxFuture<'static, ControlAnswer<u64>> {
+        let call = self.0.read_index(node);
+        // A read index has no side effect, so any transport failure is retryable.
+        async move { call.await.map_err(ControlError::Forward)? }.boxed()
     }
 }

@@ -185,6 +185,16 @@ impl KinesisError {
     }
 }
 
+/// An internal error that can reach a client. Each layer's error enum (the control plane's, the
+/// node's) says here which Kinesis error type it is reported as; its `Display` is the message the
+/// client reads. From those two, `riffle-api` builds the client's [`KinesisError`] (its `error`
+/// module, the one place that does), and the node's gRPC edge builds the peer protocol's error
+/// message, so a call served on another node reads exactly as one served here.
+pub trait CodedError: std::error::Error {
+    /// The Kinesis error type this error is reported as.
+    fn code(&self) -> ErrorCode;
+}
+
 /// Collects model-constraint violations and renders them the way AWS does:
 /// `2 validation errors detected: Value 'x' at 'streamName' failed to satisfy constraint: Member
 /// must satisfy regular expression pattern: [a-zA-Z0-9_.-]+; Value null at 'shardCount' ...`.

@@ -17,7 +17,7 @@ pub mod seqnum;
 pub mod token;
 
 pub use arn::{ConsumerArn, StreamArn};
-pub use error::{ErrorCode, KinesisError, ValidationErrors};
+pub use error::{CodedError, ErrorCode, KinesisError, ValidationErrors};
 pub use hash::{HashKey, HashKeyError, HashKeyRange, SplitError};
 pub use ids::{
     GroupId, STREAM_NAME_PATTERN, ShardId, is_valid_consumer_name, is_valid_stream_name,

@@ -12,6 +12,7 @@ use riffle_types::KinesisError;
 use super::Api;
 use super::common::find_stream;
 use super::common::timestamp;
+use crate::error::ApiError;
 use crate::request::ConsumerInput;
 use crate::request::ConsumerRef;
 use crate::request::Ctx;
@@ -72,7 +73,7 @@ pub async fn register_stream_consumer(
     api: &Api,
     ctx: &Ctx<'_>,
     input: RegisterStreamConsumerInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     api.node
         .control()
         .propose(ControlCommand::RegisterConsumer {
@@ -97,7 +98,7 @@ pub async fn describe_stream_consumer(
     api: &Api,
     ctx: &Ctx<'_>,
     input: ConsumerInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let (record, consumer) = lookup(api, ctx, &input.consumer).await?;
     let mut out = Map::with_capacity(1);
     out.push("ConsumerDescription", render(ctx, &record, &consumer, true));
@@ -108,7 +109,7 @@ pub async fn deregister_stream_consumer(
     api: &Api,
     ctx: &Ctx<'_>,
     input: ConsumerInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     // An ARN names one incarnation: a consumer registered again under the same name is another.
     lookup(api, ctx, &input.consumer).await?;
     api.node
@@ -126,7 +127,7 @@ pub async fn list_stream_consumers(
     api: &Api,
     ctx: &Ctx<'_>,
     input: ListStreamConsumersInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let state = api.synced_state().await;
     let record = find_stream(ctx, &state, &input.stream.name)?;
     let after = input.after.as_deref();

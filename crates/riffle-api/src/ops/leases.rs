@@ -18,12 +18,14 @@
 //! checkpoint before the stored one fails with InvalidArgumentException.
 
 use riffle_control::ControlCommand;
+use riffle_control::ControlError;
 use riffle_control::ControlReply;
 use riffle_control::leases::LeaseCommand;
 use riffle_control::leases::LeaseRecord;
 use riffle_types::KinesisError;
 
 use super::Api;
+use crate::error::ApiError;
 use crate::request::CheckpointInput;
 use crate::request::LeaseTableInput;
 use crate::request::ReleaseLeaseInput;
@@ -50,14 +52,14 @@ fn lease_value(lease: &LeaseRecord) -> Value {
     Value::Map(value)
 }
 
-async fn propose(api: &Api, command: LeaseCommand) -> Result<ControlReply, KinesisError> {
+async fn propose(api: &Api, command: LeaseCommand) -> Result<ControlReply, ControlError> {
     api.node
         .control()
         .propose(ControlCommand::Lease(command))
         .await
 }
 
-async fn list(api: &Api, app: &str) -> Result<Value, KinesisError> {
+async fn list(api: &Api, app: &str) -> Result<Value, ApiError> {
     let state = api.synced_state().await;
     let table = state
         .leases
@@ -88,7 +90,7 @@ fn leases_reply(reply: ControlReply, member: &str) -> Value {
     Value::Map(out)
 }
 
-pub async fn sync_leases(api: &Api, input: SyncLeasesInput) -> Result<Value, KinesisError> {
+pub async fn sync_leases(api: &Api, input: SyncLeasesInput) -> Result<Value, ApiError> {
     propose(
         api,
         LeaseCommand::Sync {
@@ -100,11 +102,11 @@ pub async fn sync_leases(api: &Api, input: SyncLeasesInput) -> Result<Value, Kin
     list(api, &input.application).await
 }
 
-pub async fn list_leases(api: &Api, input: LeaseTableInput) -> Result<Value, KinesisError> {
+pub async fn list_leases(api: &Api, input: LeaseTableInput) -> Result<Value, ApiError> {
     list(api, &input.application).await
 }
 
-pub async fn take_lease(api: &Api, input: TakeLeaseInput) -> Result<Value, KinesisError> {
+pub async fn take_lease(api: &Api, input: TakeLeaseInput) -> Result<Value, ApiError> {
     let reply = propose(
         api,
         LeaseCommand::Take {
@@ -118,7 +120,7 @@ pub async fn take_lease(api: &Api, input: TakeLeaseInput) -> Result<Value, Kines
     Ok(leases_reply(reply, "Lease"))
 }
 
-pub async fn renew_leases(api: &Api, input: RenewLeasesInput) -> Result<Value, KinesisError> {
+pub async fn renew_leases(api: &Api, input: RenewLeasesInput) -> Result<Value, ApiError> {
     let reply = propose(
         api,
         LeaseCommand::Renew {
@@ -131,7 +133,7 @@ pub async fn renew_leases(api: &Api, input: RenewLeasesInput) -> Result<Value, K
     Ok(leases_reply(reply, "Leases"))
 }
 
-pub async fn checkpoint(api: &Api, input: CheckpointInput) -> Result<Value, KinesisError> {
+pub async fn checkpoint(api: &Api, input: CheckpointInput) -> Result<Value, ApiError> {
     propose(
         api,
         LeaseCommand::Checkpoint {
@@ -145,7 +147,7 @@ pub async fn checkpoint(api: &Api, input: CheckpointInput) -> Result<Value, Kine
     Ok(Value::Map(Map::new()))
 }
 
-pub async fn release_lease(api: &Api, input: ReleaseLeaseInput) -> Result<Value, KinesisError> {
+pub async fn release_lease(api: &Api, input: ReleaseLeaseInput) -> Result<Value, ApiError> {
     propose(
         api,
         LeaseCommand::Release {
@@ -158,7 +160,7 @@ pub async fn release_lease(api: &Api, input: ReleaseLeaseInput) -> Result<Value,
     Ok(Value::Map(Map::new()))
 }
 
-pub async fn delete_leases(api: &Api, input: LeaseTableInput) -> Result<Value, KinesisError> {
+pub async fn delete_leases(api: &Api, input: LeaseTableInput) -> Result<Value, ApiError> {
     propose(
         api,
         LeaseCommand::Delete {

@@ -24,6 +24,7 @@ use riffle_types::KinesisError;
 
 use http::StatusCode;
 
+use crate::error::ApiError;
 use crate::http::Call;
 use crate::http::Reply;
 use crate::http::Service;
@@ -89,7 +90,10 @@ impl Api {
     ) -> Result<Reply, KinesisError> {
         let ctx = self.context();
         let request = Request::decode(operation, input, &ctx)?;
-        self.run(&ctx, request, format).await
+        // The request's internal errors become the client's here (see `crate::error`).
+        self.run(&ctx, request, format)
+            .await
+            .map_err(KinesisError::from)
     }
 
     /// Runs one operation that answers with a document (every one but SubscribeToShard).
@@ -113,7 +117,7 @@ impl Api {
         ctx: &Ctx<'_>,
         request: Request,
         format: Format,
-    ) -> Result<Reply, KinesisError> {
+    ) -> Result<Reply, ApiError> {
         let output = match request {
             Request::CreateStream(input) => streams::create_stream(self, ctx, input).await,
             Request::DeleteStream(input) => streams::delete_stream(self, ctx, input).await,
@@ -195,6 +199,7 @@ impl Service for Api {
                     .set_draining(id, draining)
                     .await
                     .map(|()| serde_json::json!({ "node": id, "draining": draining }))
+                    .map_err(|error| KinesisError::from(ApiError::from(error)))
             }
             _ => return None,
         };

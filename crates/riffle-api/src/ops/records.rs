@@ -29,6 +29,7 @@ use super::common::data_stream;
 use super::common::find_shard;
 use super::common::find_stream;
 use super::common::timestamp;
+use crate::error::ApiError;
 use crate::request::Ctx;
 use crate::request::GetRecordsInput;
 use crate::request::GetShardIteratorInput;
@@ -166,7 +167,7 @@ pub async fn put_record(
     api: &Api,
     ctx: &Ctx<'_>,
     input: PutRecordInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let outcomes = write_entries(
         api,
         ctx,
@@ -184,8 +185,8 @@ pub async fn put_record(
             output.push("SequenceNumber", sequence_number);
             Ok(Value::Map(output))
         }
-        Some(Outcome::Failed { code, message }) => Err(KinesisError::new(code, message)),
-        None => Err(KinesisError::internal("no outcome for the record")),
+        Some(Outcome::Failed { code, message }) => Err(KinesisError::new(code, message).into()),
+        None => Err(KinesisError::internal("no outcome for the record").into()),
     }
 }
 
@@ -193,7 +194,7 @@ pub async fn put_records(
     api: &Api,
     ctx: &Ctx<'_>,
     input: PutRecordsInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let outcomes = write_entries(api, ctx, &input.stream.name, &input.records).await?;
     let mut failed = 0i64;
     let results: Vec<Value> = outcomes
@@ -236,7 +237,7 @@ pub async fn get_shard_iterator(
     api: &Api,
     ctx: &Ctx<'_>,
     input: GetShardIteratorInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let state = api.state_for(&input.stream.name).await;
     let stream = data_stream(ctx, &state, &input.stream.name)?;
     let shard = find_shard(ctx, &stream, &input.shard_id)?;
@@ -261,14 +262,14 @@ pub(super) async fn resolve_start(
     stream: &StreamRecord,
     shard: &ShardRecord,
     start: &StartingPosition,
-) -> Result<Position, KinesisError> {
+) -> Result<Position, ApiError> {
     let kind = start.kind.as_str();
     let position = match start.kind {
         IteratorType::TrimHorizon | IteratorType::Latest => {
             if start.sequence_number.is_some() {
                 return Err(KinesisError::invalid_argument(format!(
                     "Request for an iterator of type {kind} should not contain a StartingSequenceNumber."
-                )));
+                )).into());
             }
             if start.kind == IteratorType::Latest {
                 api.node.locate(shard, None).await.map_err(data_error)?
@@ -283,7 +284,8 @@ pub(super) async fn resolve_start(
             let Some(text) = start.sequence_number.as_deref() else {
                 return Err(KinesisError::invalid_argument(format!(
                     "A StartingSequenceNumber is required for an iterator of type {kind}."
-                )));
+                ))
+                .into());
             };
             let number = own_sequence_number(ctx, stream, shard, text)?;
             let position = number.position();
@@ -300,14 +302,14 @@ pub(super) async fn resolve_start(
             let Some(at_time) = start.timestamp else {
                 return Err(KinesisError::invalid_argument(
                     "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.",
-                ));
+                ).into());
             };
             let millis = at_time.millis.max(0) as u64;
             if millis > ctx.now_ms {
                 return Err(KinesisError::invalid_argument(format!(
                     "The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: {millis}, currentTimestampInMillis: {}",
                     ctx.now_ms
-                )));
+                )).into());
             }
             api.node
                 .locate(shard, Some(millis))
@@ -355,12 +357,12 @@ pub async fn get_records(
     api: &Api,
     ctx: &Ctx<'_>,
     input: GetRecordsInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let GetRecordsInput { iterator, limit } = input;
     let mut state = api.state_for(&iterator.stream_name).await;
     let stream = find_stream(ctx, &state, &iterator.stream_name)?;
     if stream.created_ms != iterator.stream_created_ms {
-        return Err(ctx.stream_not_found(&iterator.stream_name));
+        return Err(ctx.stream_not_found(&iterator.stream_name).into());
     }
     let shard = stream.shard(ShardId(iterator.shard_index)).ok_or_else(|| {
         KinesisError::not_found(format!(

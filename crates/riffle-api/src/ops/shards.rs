@@ -13,6 +13,7 @@ use super::common::find_shard;
 use super::common::find_stream;
 use super::common::is_listed;
 use super::common::shard_value;
+use crate::error::ApiError;
 use crate::request::Ctx;
 use crate::request::LIST_SHARDS_TOKEN;
 use crate::request::ListShardsInput;
@@ -52,7 +53,7 @@ pub async fn list_shards(
     api: &Api,
     ctx: &Ctx<'_>,
     input: ListShardsInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let ListShardsInput {
         stream: stream_ref,
         created_ms,
@@ -64,7 +65,7 @@ pub async fn list_shards(
     let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;
     if created_ms.is_some_and(|created| created != stream.created_ms) {
-        return Err(ctx.stream_not_found(&name));
+        return Err(ctx.stream_not_found(&name).into());
     }
     let candidates: Vec<&ShardRecord> = stream
         .shards
@@ -90,8 +91,7 @@ pub async fn list_shards(
             filter,
             max_results,
         };
-        let payload = serde_json::to_vec(&token)
-            .map_err(|error| KinesisError::internal(error.to_string()))?;
+        let payload = serde_json::to_vec(&token).map_err(ApiError::Token)?;
         output.push(
             "NextToken",
             PageToken::seal(ctx.token_key()?, LIST_SHARDS_TOKEN, &payload, ctx.now_ms),
@@ -104,7 +104,7 @@ pub async fn split_shard(
     api: &Api,
     ctx: &Ctx<'_>,
     input: SplitShardInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let name = input.stream.name;
     let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;
@@ -132,7 +132,7 @@ pub async fn merge_shards(
     api: &Api,
     ctx: &Ctx<'_>,
     input: MergeShardsInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let name = input.stream.name;
     let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;

@@ -19,6 +19,7 @@ use super::common::is_listed;
 use super::common::mode_value;
 use super::common::shard_value;
 use super::common::timestamp;
+use crate::error::ApiError;
 use crate::request::CreateStreamInput;
 use crate::request::Ctx;
 use crate::request::DeleteStreamInput;
@@ -41,7 +42,7 @@ pub async fn create_stream(
     api: &Api,
     ctx: &Ctx<'_>,
     input: CreateStreamInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let config = api.node.config();
     let name = input.stream.name;
     api.node
@@ -67,7 +68,7 @@ pub async fn update_shard_count(
     api: &Api,
     ctx: &Ctx<'_>,
     input: UpdateShardCountInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let name = input.stream.name;
     let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &name)?;
@@ -95,7 +96,7 @@ pub async fn update_stream_mode(
     api: &Api,
     ctx: &Ctx<'_>,
     input: UpdateStreamModeInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let UpdateStreamModeInput { stream, mode } = input;
     let name = stream.name;
     if mode == StreamMode::OnDemand {
@@ -110,7 +111,7 @@ pub async fn update_stream_mode(
                 "This request would exceed the on-demand stream count limit of {} for the account {}.",
                 limits::DEFAULT_ON_DEMAND_STREAM_LIMIT,
                 ctx.account
-            )));
+            )).into());
         }
     }
     api.node
@@ -147,7 +148,7 @@ pub async fn delete_stream(
     api: &Api,
     ctx: &Ctx<'_>,
     input: DeleteStreamInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let name = input.stream.name;
     if !input.enforce_consumer_deletion {
         let state = api.synced_state().await;
@@ -158,7 +159,7 @@ pub async fn delete_stream(
                 "Stream {name} under account {} has {} registered consumers; deregister them or set EnforceConsumerDeletion.",
                 ctx.account,
                 stream.consumers.len()
-            )));
+            )).into());
         }
     }
     api.node
@@ -172,7 +173,7 @@ pub async fn describe_stream(
     api: &Api,
     ctx: &Ctx<'_>,
     input: DescribeStreamInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &input.stream.name)?;
     let listed: Vec<_> = stream
@@ -213,7 +214,7 @@ pub async fn describe_stream_summary(
     api: &Api,
     ctx: &Ctx<'_>,
     input: DescribeStreamSummaryInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &input.stream.name)?;
     let mut summary = Map::with_capacity(11);
@@ -236,7 +237,7 @@ pub async fn list_streams(
     api: &Api,
     ctx: &Ctx<'_>,
     input: ListStreamsInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let ListStreamsInput { after, limit } = input;
     let state = api.synced_state().await;
     let candidates: Vec<_> = state
@@ -274,8 +275,7 @@ pub async fn list_streams(
             after: last.name.clone(),
             limit,
         };
-        let payload = serde_json::to_vec(&token)
-            .map_err(|error| KinesisError::internal(error.to_string()))?;
+        let payload = serde_json::to_vec(&token).map_err(ApiError::Token)?;
         output.push(
             "NextToken",
             PageToken::seal(ctx.token_key()?, LIST_STREAMS_TOKEN, &payload, ctx.now_ms),
@@ -289,7 +289,7 @@ pub async fn change_retention(
     api: &Api,
     input: RetentionPeriodInput,
     change: RetentionChange,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     api.node
         .control()
         .propose(ControlCommand::SetRetention {
@@ -301,7 +301,7 @@ pub async fn change_retention(
     Ok(Value::Map(Map::new()))
 }
 
-pub async fn describe_limits(api: &Api) -> Result<Value, KinesisError> {
+pub async fn describe_limits(api: &Api) -> Result<Value, ApiError> {
     let state = api.synced_state().await;
     let on_demand = state
         .streams

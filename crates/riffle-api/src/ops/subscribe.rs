@@ -32,6 +32,7 @@ use super::records::child_shards;
 use super::records::millis_behind_latest;
 use super::records::record_value;
 use super::records::resolve_start;
+use crate::error::ApiError;
 use crate::eventstream::Message;
 use crate::http::EventBytes;
 use crate::request::Ctx;
@@ -58,7 +59,7 @@ pub async fn subscribe_to_shard(
     ctx: &Ctx<'_>,
     input: SubscribeToShardInput,
     format: Format,
-) -> Result<EventBytes, KinesisError> {
+) -> Result<EventBytes, ApiError> {
     let SubscribeToShardInput {
         consumer,
         shard_id,
@@ -71,7 +72,8 @@ pub async fn subscribe_to_shard(
             consumer.name,
             consumer.stream.name,
             registered.status.as_str()
-        )));
+        ))
+        .into());
     }
 
     // The starting position, by the same rules and errors as GetShardIterator.

@@ -2,10 +2,10 @@
 //! ListTagsForStream, ListTagsForResource.
 
 use riffle_control::ControlCommand;
-use riffle_types::KinesisError;
 
 use super::Api;
 use super::common::find_stream;
+use crate::error::ApiError;
 use crate::request::AddTagsInput;
 use crate::request::Ctx;
 use crate::request::ListTagsForResourceInput;
@@ -14,7 +14,7 @@ use crate::request::RemoveTagsInput;
 use crate::wire::Map;
 use crate::wire::Value;
 
-pub async fn add_tags(api: &Api, input: AddTagsInput) -> Result<Value, KinesisError> {
+pub async fn add_tags(api: &Api, input: AddTagsInput) -> Result<Value, ApiError> {
     api.node
         .control()
         .propose(ControlCommand::AddTags {
@@ -25,7 +25,7 @@ pub async fn add_tags(api: &Api, input: AddTagsInput) -> Result<Value, KinesisEr
     Ok(Value::Map(Map::new()))
 }
 
-pub async fn remove_tags(api: &Api, input: RemoveTagsInput) -> Result<Value, KinesisError> {
+pub async fn remove_tags(api: &Api, input: RemoveTagsInput) -> Result<Value, ApiError> {
     api.node
         .control()
         .propose(ControlCommand::RemoveTags {
@@ -53,7 +53,7 @@ pub async fn list_tags_for_stream(
     api: &Api,
     ctx: &Ctx<'_>,
     input: ListTagsForStreamInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &input.stream.name)?;
     let exclusive_start = input.exclusive_start_tag_key.as_deref();
@@ -73,7 +73,7 @@ pub async fn list_tags_for_resource(
     api: &Api,
     ctx: &Ctx<'_>,
     input: ListTagsForResourceInput,
-) -> Result<Value, KinesisError> {
+) -> Result<Value, ApiError> {
     let state = api.synced_state().await;
     let stream = find_stream(ctx, &state, &input.stream.name)?;
     Ok(Value::Map(

@@ -10,8 +10,8 @@ use riffle_control::model::ConsumerStatus;
 use riffle_control::model::ShardState;
 use riffle_control::model::StreamRecord;
 use riffle_control::model::StreamStatus;
-use riffle_types::KinesisError;
 
+use super::StepError;
 use crate::node::DataError;
 use crate::node::Node;
 use crate::node::now_ms;
@@ -63,7 +63,8 @@ impl Node {
                         created_ms: stream.created_ms,
                     })
                     .await
-                    .map(|_| ()),
+                    .map(|_| ())
+                    .map_err(StepError::from),
                 StreamStatus::Active => Ok(()),
             };
             if let Err(error) = result {
@@ -92,7 +93,7 @@ impl Node {
         }
     }
 
-    async fn advance_stream(&self, stream: &StreamRecord) -> Result<(), KinesisError> {
+    async fn advance_stream(&self, stream: &StreamRecord) -> Result<(), StepError> {
         // Every open shard must have a leader before anything else moves.
         let observed = self.observed_leaders();
         if stream
@@ -110,10 +111,8 @@ impl Node {
         {
             let sealed_at = match self.seal_shard(shard).await {
                 Ok(sealed_at) => sealed_at,
-                Err(DataError::Failed(error)) => return Err(error),
-                Err(DataError::Closed) => {
-                    return Err(KinesisError::internal("seal answered closed"));
-                }
+                Err(DataError::Failed(error)) => return Err(StepError::Seal(error)),
+                Err(DataError::Closed) => return Err(StepError::SealClosed),
             };
             self.control()
                 .propose(ControlCommand::ShardSealed {

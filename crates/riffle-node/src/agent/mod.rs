@@ -21,10 +21,32 @@ mod schedule;
 use std::sync::Arc;
 use std::time::Duration;
 
+use riffle_control::ControlError;
 use riffle_control::ControlState;
+use riffle_raft::ProposeError;
+use riffle_types::KinesisError;
 
 use crate::node::Node;
 use crate::node::now_ms;
+
+/// Why a step of the agent's work did not happen. It is logged where the agent handles it; the
+/// next pass tries again.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StepError {
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// Sealing a replaced shard failed.
+    #[error(transparent)]
+    Seal(KinesisError),
+    #[error("seal answered closed")]
+    SealClosed,
+    /// A membership change did not finish in time.
+    #[error("{0} timed out")]
+    TimedOut(&'static str),
+    /// A membership change failed.
+    #[error(transparent)]
+    Membership(#[from] ProposeError),
+}
 
 impl Node {
     /// One pass of the agent: local replicas follow the state; on the metadata leader,

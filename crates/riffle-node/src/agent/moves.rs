@@ -12,8 +12,8 @@ use riffle_control::model::StreamRecord;
 use riffle_raft::Membership;
 use riffle_raft::ReplicaNode;
 use riffle_shard::shard::ShardReplica;
-use riffle_types::KinesisError;
 
+use super::StepError;
 use crate::node::Node;
 use crate::node::now_ms;
 
@@ -121,7 +121,7 @@ impl Node {
         shard: &ShardRecord,
         moving: &riffle_control::model::ReplicaMove,
         replica: &ShardReplica,
-    ) -> Result<(), KinesisError> {
+    ) -> Result<(), StepError> {
         let group = replica.group();
         let membership = group.membership();
         let (from, to) = (moving.from_replica, moving.to_replica);
@@ -138,7 +138,6 @@ impl Node {
             grace: Duration::from_millis(self.config.scheduler.repair_grace_ms),
             to_node_alive: target.is_some_and(|target| alive.contains(&target.node)),
         };
-        let step_failed = |error: String| KinesisError::internal(error);
         match next_move_step(&view) {
             MoveStep::Wait => Ok(()),
             MoveStep::HandOverFirst => {
@@ -160,7 +159,8 @@ impl Node {
                     to_replica: to,
                 })
                 .await
-                .map(|_| ()),
+                .map(|_| ())
+                .map_err(StepError::from),
             MoveStep::AddLearner => {
                 let to_node = view.to_node.unwrap_or_default();
                 let node = state.nodes.get(&to_node);
@@ -172,15 +172,15 @@ impl Node {
                 tracing::info!(group = shard.group, replica = to, node = to_node, reason = %moving.reason, "adding a learner");
                 tokio::time::timeout(STEP_TIMEOUT, group.add_learner(to, member))
                     .await
-                    .map_err(|_| step_failed("adding the learner timed out".into()))?
-                    .map_err(|error| step_failed(error.to_string()))
+                    .map_err(|_| StepError::TimedOut("adding the learner"))?
+                    .map_err(StepError::from)
             }
             MoveStep::Promote(voters) => {
                 tracing::info!(group = shard.group, from, to, "promoting the learner");
                 tokio::time::timeout(STEP_TIMEOUT, group.change_voters(voters))
                     .await
-                    .map_err(|_| step_failed("the membership change timed out".into()))?
-                    .map_err(|error| step_failed(error.to_string()))
+                    .map_err(|_| StepError::TimedOut("the membership change"))?
+                    .map_err(StepError::from)
             }
             MoveStep::GiveUp => {
                 tracing::warn!(
@@ -190,8 +190,7 @@ impl Node {
                 );
                 tokio::time::timeout(STEP_TIMEOUT, group.remove_learners([to].into()))
                     .await
-                    .map_err(|_| step_failed("removing the learner timed out".into()))?
-                    .map_err(|error| step_failed(error.to_string()))?;
+                    .map_err(|_| StepError::TimedOut("removing the learner"))??;
                 self.control()
                     .propose(ControlCommand::CancelReplicaMove {
                         name: stream.name.clone(),
@@ -199,8 +198,8 @@ impl Node {
                         shard: shard.index,
                         to_replica: to,
                     })
-                    .await
-                    .map(|_| ())
+                    .await?;
+                Ok(())
             }
         }
     }
@@ -210,7 +209,7 @@ impl Node {
         &self,
         shard: &ShardRecord,
         replica: &ShardReplica,
-    ) -> Result<(), KinesisError> {
+    ) -> Result<(), StepError> {
         let group = replica.group();
         let stray = stray_learners(&group.membership(), shard);
         if stray.is_empty() {
@@ -218,8 +217,8 @@ impl Node {
         }
         tokio::time::timeout(STEP_TIMEOUT, group.remove_learners(stray))
             .await
-            .map_err(|_| KinesisError::internal("removing learners timed out"))?
-            .map_err(|error| KinesisError::internal(error.to_string()))
+            .map_err(|_| StepError::TimedOut("removing learners"))??;
+        Ok(())
     }
 }
 

@@ -5,12 +5,12 @@ use std::time::Duration;
 use std::time::Instant;
 
 use riffle_control::ControlCommand;
+use riffle_control::ControlError;
 use riffle_control::ControlState;
 use riffle_control::scheduler;
 use riffle_control::scheduler::Observed;
 use riffle_control::scheduler::Policy;
 use riffle_control::scheduler::ShardLoad;
-use riffle_types::KinesisError;
 
 use crate::node::Node;
 use crate::node::now_ms;
@@ -84,7 +84,7 @@ impl Node {
     }
 
     /// Drains a node (its leaders move away, nothing new is placed on it) or takes it back.
-    pub async fn set_draining(&self, node: u64, draining: bool) -> Result<(), KinesisError> {
+    pub async fn set_draining(&self, node: u64, draining: bool) -> Result<(), ControlError> {
         self.control()
             .propose(ControlCommand::SetDraining { node, draining })
             .await

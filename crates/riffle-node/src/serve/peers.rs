@@ -4,16 +4,16 @@
 
 use bytes::Bytes;
 use riffle_control::plane::CONTROL_GROUP;
+use riffle_control::plane::Forwarded;
 use riffle_raft::Group;
 use riffle_raft::Machine;
 use riffle_raft::message as raft;
 use riffle_storage::GroupId;
 
 use crate::node::Node;
+use crate::peer::ControlAnswer;
 use crate::peer::HibernateRequest;
 use crate::peer::PingAnswer;
-use crate::service::ServeError;
-use crate::service::Served;
 
 /// A Raft message for some local group.
 enum RaftCall {
@@ -115,31 +115,25 @@ impl Node {
 
     /// Proposes an encoded control command for another node (this node must lead the metadata
     /// group): the encoded reply and the log index it was applied at.
-    pub async fn serve_propose(&self, command: Bytes) -> Served<(Bytes, u64)> {
+    pub async fn serve_propose(&self, command: Bytes) -> ControlAnswer<(Bytes, u64)> {
         let Some(control) = self.control_if_started() else {
-            return Err(ServeError::NotLeader(None));
+            return Ok(Forwarded::NotLeader(None));
         };
         if !control.is_leader() {
-            return Err(ServeError::NotLeader(control.leader()));
+            return Ok(Forwarded::NotLeader(control.leader()));
         }
-        control
-            .propose_locally(command)
-            .await
-            .map_err(ServeError::Failed)
+        control.propose_locally(command).await.map(Forwarded::Done)
     }
 
     /// This node's confirmed commit index as the metadata leader, for another node's read.
-    pub async fn serve_read_index(&self) -> Served<u64> {
+    pub async fn serve_read_index(&self) -> ControlAnswer<u64> {
         let Some(control) = self.control_if_started() else {
-            return Err(ServeError::NotLeader(None));
+            return Ok(Forwarded::NotLeader(None));
         };
         if !control.is_leader() {
-            return Err(ServeError::NotLeader(control.leader()));
+            return Ok(Forwarded::NotLeader(control.leader()));
         }
-        control
-            .read_index_locally()
-            .await
-            .map_err(ServeError::Failed)
+        control.read_index_locally().await.map(Forwarded::Done)
     }
 
     /// Answers a liveness ping with the groups this node leads (as last refreshed).

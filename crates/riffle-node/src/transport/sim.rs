@@ -19,10 +19,11 @@ use riffle_raft::message as raft;
 
 use bytes::Bytes;
 use riffle_shard::shard::ReadPage;
-use riffle_types::KinesisError;
 use riffle_types::seqnum::Position;
 
+use crate::membership::JoinError;
 use crate::node::Node;
+use crate::peer::ControlAnswer;
 use crate::peer::HibernateRequest;
 use crate::peer::JoinRequest;
 use crate::peer::PeerClient;
@@ -299,13 +300,13 @@ impl PeerClient for SimClient {
         .boxed()
     }
 
-    fn propose(&self, node: u64, command: Bytes) -> PeerResult<Served<(Bytes, u64)>> {
+    fn propose(&self, node: u64, command: Bytes) -> PeerResult<ControlAnswer<(Bytes, u64)>> {
         self.call(node, move |target| async move {
             target.serve_propose(command).await
         })
     }
 
-    fn read_index(&self, node: u64) -> PeerResult<Served<u64>> {
+    fn read_index(&self, node: u64) -> PeerResult<ControlAnswer<u64>> {
         self.call(node, move |target| async move {
             target.serve_read_index().await
         })
@@ -324,7 +325,7 @@ impl PeerClient for SimClient {
         })
     }
 
-    fn join(&self, node: u64, request: JoinRequest) -> PeerResult<Result<(), KinesisError>> {
+    fn join(&self, node: u64, request: JoinRequest) -> PeerResult<Result<(), JoinError>> {
         self.call(node, move |target| async move {
             target.serve_join(request).await
         })

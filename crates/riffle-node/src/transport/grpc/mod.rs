@@ -23,7 +23,6 @@ use riffle_proto::peer::peer_server::Peer;
 use riffle_proto::peer::peer_server::PeerServer;
 use riffle_raft::message as raft;
 use riffle_shard::shard::ReadPage;
-use riffle_types::KinesisError;
 use riffle_types::seqnum::Position;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
@@ -36,7 +35,9 @@ use tonic::Streaming;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
+use crate::membership::JoinError;
 use crate::node::Node;
+use crate::peer::ControlAnswer;
 use crate::peer::HibernateRequest;
 use crate::peer::JoinRequest;
 use crate::peer::PeerClient;
@@ -451,13 +452,13 @@ impl PeerClient for GrpcPeers {
         .boxed()
     }
 
-    fn propose(&self, node: u64, command: Bytes) -> PeerResult<Served<(Bytes, u64)>> {
+    fn propose(&self, node: u64, command: Bytes) -> PeerResult<ControlAnswer<(Bytes, u64)>> {
         let request = pb::ProposeRequest { command };
         let call = unary!(self, node, propose, request, FORWARD_TIMEOUT);
         async move { Ok(convert::propose_response_from_pb(call.await?)) }.boxed()
     }
 
-    fn read_index(&self, node: u64) -> PeerResult<Served<u64>> {
+    fn read_index(&self, node: u64) -> PeerResult<ControlAnswer<u64>> {
         let call = unary!(
             self,
             node,
@@ -485,7 +486,7 @@ impl PeerClient for GrpcPeers {
         async move { Ok(call.await?.hibernating) }.boxed()
     }
 
-    fn join(&self, node: u64, request: JoinRequest) -> PeerResult<Result<(), KinesisError>> {
+    fn join(&self, node: u64, request: JoinRequest) -> PeerResult<Result<(), JoinError>> {
         let request = convert::join_request_to_pb(request);
         let call = unary!(self, node, join, request, FORWARD_TIMEOUT);
         async move { Ok(convert::join_response_from_pb(call.await?)) }.boxed()

@@ -8,13 +8,18 @@ mod raft;
 pub use raft::*;
 
 use bytes::Bytes;
+use riffle_control::ControlError;
+use riffle_control::plane::Forwarded;
 use riffle_proto::peer as pb;
 use riffle_shard::shard::ReadPage;
 use riffle_shard::shard::ReadRecord;
+use riffle_types::CodedError;
 use riffle_types::ErrorCode;
 use riffle_types::KinesisError;
 use riffle_types::seqnum::Position;
 
+use crate::membership::JoinError;
+use crate::peer::ControlAnswer;
 use crate::peer::HibernateRequest;
 use crate::peer::JoinRequest;
 use crate::peer::LeaderOf;
@@ -52,6 +57,15 @@ pub fn kinesis_error_to_pb(error: &KinesisError) -> pb::KinesisError {
     pb::KinesisError {
         code: error.code.type_name().to_string(),
         message: error.message.clone(),
+    }
+}
+
+/// An error of this node's, sent to another node as its client would see it: the Kinesis
+/// type it is reported as and its message (the caller passes it on unchanged).
+pub fn error_to_pb(error: &impl CodedError) -> pb::KinesisError {
+    pb::KinesisError {
+        code: error.code().type_name().to_string(),
+        message: error.to_string(),
     }
 }
 
@@ -335,53 +349,75 @@ pub fn follow_accepted_to_pb(from: Position, tip: u64) -> pb::ReadResponse {
 // Control, liveness, hibernation, joining
 // ------------------------------------------------------------------------------------------
 
-pub fn propose_response_to_pb(served: Served<(Bytes, u64)>) -> pb::ProposeResponse {
-    match served {
-        Ok((reply, index)) => pb::ProposeResponse {
+/// A control call's refusal as the optional `error` and `not_leader` fields of its answer carry
+/// it; `None` when it was done.
+fn control_refusal_to_pb<T>(
+    answer: &ControlAnswer<T>,
+) -> (Option<pb::KinesisError>, Option<pb::NotLeader>) {
+    match answer {
+        Ok(Forwarded::Done(_)) => (None, None),
+        Ok(Forwarded::NotLeader(hint)) => (None, Some(not_leader_to_pb(*hint))),
+        Err(error) => (Some(error_to_pb(error)), None),
+    }
+}
+
+/// The control call's answer from its `error` and `not_leader` fields, else `done`.
+fn control_answer_from_pb<T>(
+    error: Option<pb::KinesisError>,
+    not_leader: Option<pb::NotLeader>,
+    done: T,
+) -> ControlAnswer<T> {
+    if let Some(not_leader) = not_leader {
+        let hint = not_leader.leader_node;
+        return Ok(Forwarded::NotLeader((hint != 0).then_some(hint)));
+    }
+    match error {
+        Some(error) => Err(ControlError::Remote(kinesis_error_from_pb(error))),
+        None => Ok(Forwarded::Done(done)),
+    }
+}
+
+pub fn propose_response_to_pb(answer: ControlAnswer<(Bytes, u64)>) -> pb::ProposeResponse {
+    let (error, not_leader) = control_refusal_to_pb(&answer);
+    match answer {
+        Ok(Forwarded::Done((reply, index))) => pb::ProposeResponse {
             reply,
             index,
             ..Default::default()
         },
-        Err(error) => {
-            let (error, not_leader) = refusal_to_pb(error);
-            pb::ProposeResponse {
-                error,
-                not_leader,
-                ..Default::default()
-            }
-        }
+        _ => pb::ProposeResponse {
+            error,
+            not_leader,
+            ..Default::default()
+        },
     }
 }
 
-pub fn propose_response_from_pb(response: pb::ProposeResponse) -> Served<(Bytes, u64)> {
-    match refusal_from_pb(response.error, response.not_leader) {
-        Some(refusal) => Err(refusal),
-        None => Ok((response.reply, response.index)),
-    }
+pub fn propose_response_from_pb(response: pb::ProposeResponse) -> ControlAnswer<(Bytes, u64)> {
+    control_answer_from_pb(
+        response.error,
+        response.not_leader,
+        (response.reply, response.index),
+    )
 }
 
-pub fn read_index_response_to_pb(served: Served<u64>) -> pb::ReadIndexResponse {
-    match served {
-        Ok(index) => pb::ReadIndexResponse {
+pub fn read_index_response_to_pb(answer: ControlAnswer<u64>) -> pb::ReadIndexResponse {
+    let (error, not_leader) = control_refusal_to_pb(&answer);
+    match answer {
+        Ok(Forwarded::Done(index)) => pb::ReadIndexResponse {
             index,
             ..Default::default()
         },
-        Err(error) => {
-            let (error, not_leader) = refusal_to_pb(error);
-            pb::ReadIndexResponse {
-                error,
-                not_leader,
-                ..Default::default()
-            }
-        }
+        _ => pb::ReadIndexResponse {
+            error,
+            not_leader,
+            ..Default::default()
+        },
     }
 }
 
-pub fn read_index_response_from_pb(response: pb::ReadIndexResponse) -> Served<u64> {
-    match refusal_from_pb(response.error, response.not_leader) {
-        Some(refusal) => Err(refusal),
-        None => Ok(response.index),
-    }
+pub fn read_index_response_from_pb(response: pb::ReadIndexResponse) -> ControlAnswer<u64> {
+    control_answer_from_pb(response.error, response.not_leader, response.index)
 }
 
 pub fn ping_answer_to_pb(answer: PingAnswer) -> pb::PingResponse {
@@ -452,15 +488,15 @@ pub fn join_request_from_pb(request: pb::JoinRequest) -> JoinRequest {
     }
 }
 
-pub fn join_response_to_pb(answer: Result<(), KinesisError>) -> pb::JoinResponse {
+pub fn join_response_to_pb(answer: Result<(), JoinError>) -> pb::JoinResponse {
     pb::JoinResponse {
-        error: answer.err().map(|error| kinesis_error_to_pb(&error)),
+        error: answer.err().map(|error| error_to_pb(&error)),
     }
 }
 
-pub fn join_response_from_pb(response: pb::JoinResponse) -> Result<(), KinesisError> {
+pub fn join_response_from_pb(response: pb::JoinResponse) -> Result<(), JoinError> {
     match response.error {
-        Some(error) => Err(kinesis_error_from_pb(error)),
+        Some(error) => Err(JoinError::Remote(kinesis_error_from_pb(error))),
         None => Ok(()),
     }
 }
@@ -595,13 +631,18 @@ mod tests {
         );
         assert_eq!(back.consumer, "arn:consumer");
 
-        let reply =
-            propose_response_from_pb(propose_response_to_pb(Ok((Bytes::from_static(b"{}"), 12))));
-        assert_eq!(reply.unwrap(), (Bytes::from_static(b"{}"), 12));
-        match read_index_response_from_pb(read_index_response_to_pb(Err(ServeError::NotLeader(
+        let reply = propose_response_from_pb(propose_response_to_pb(Ok(Forwarded::Done((
+            Bytes::from_static(b"{}"),
+            12,
+        )))));
+        assert_eq!(
+            reply.unwrap(),
+            Forwarded::Done((Bytes::from_static(b"{}"), 12))
+        );
+        match read_index_response_from_pb(read_index_response_to_pb(Ok(Forwarded::NotLeader(
             Some(1),
         )))) {
-            Err(ServeError::NotLeader(Some(1))) => {}
+            Ok(Forwarded::NotLeader(Some(1))) => {}
             other => panic!("expected a not-leader hint, got {other:?}"),
         }
         let answer = PingAnswer {
@@ -617,9 +658,7 @@ mod tests {
             ping_answer_from_pb(ping_answer_to_pb(answer.clone())),
             answer
         );
-        let refused = join_response_from_pb(join_response_to_pb(Err(
-            KinesisError::invalid_argument("node ids are positive"),
-        )));
-        assert_eq!(refused.unwrap_err().message, "node ids are positive");
+        let refused = join_response_from_pb(join_response_to_pb(Err(JoinError::InvalidNodeId)));
+        assert_eq!(refused.unwrap_err().to_string(), "node ids are positive");
     }
 }
