@@ -15,11 +15,11 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use riffle_control::model::ShardRecord;
 use riffle_shard::shard::ReadPage;
+use riffle_types::CodedError;
 use riffle_types::ErrorCode;
-use riffle_types::KinesisError;
 use riffle_types::seqnum::Position;
 
-use crate::node::DataError;
+use crate::error::DataError;
 use crate::node::Node;
 use crate::node::now_ms;
 use crate::service::FollowRequest;
@@ -111,7 +111,7 @@ impl Follower {
     /// The next page with records (or the closed shard's end), or `None` after the end. An
     /// error ends the subscription: the shard has no reachable leader, or another
     /// subscription took over (ResourceInUseException).
-    pub async fn next(&mut self) -> Option<Result<ReadPage, KinesisError>> {
+    pub async fn next(&mut self) -> Option<Result<ReadPage, DataError>> {
         if self.ended {
             return None;
         }
@@ -119,10 +119,7 @@ impl Follower {
             let Some(stream) = self.stream.as_mut() else {
                 if let Err(error) = self.open().await {
                     self.ended = true;
-                    return Some(Err(match error {
-                        DataError::Closed => KinesisError::internal("the shard closed"),
-                        DataError::Failed(error) => error,
-                    }));
+                    return Some(Err(error));
                 }
                 continue;
             };
@@ -145,14 +142,14 @@ impl Follower {
                 }
                 Some(Some(Err(ServeError::Failed(error)))) => {
                     self.ended = true;
-                    if error.code != ErrorCode::ResourceInUseException {
-                        tracing::warn!(group = self.shard.group, %error.message, "follow failed");
+                    if error.code() != ErrorCode::ResourceInUseException {
+                        tracing::warn!(group = self.shard.group, error.message = %error, "follow failed");
                     }
-                    return Some(Err(error));
+                    return Some(Err(error.into()));
                 }
                 Some(Some(Err(ServeError::Closed))) => {
                     self.ended = true;
-                    return Some(Err(KinesisError::internal("the shard closed")));
+                    return Some(Err(DataError::Closed));
                 }
             };
             self.request.from = page.next;

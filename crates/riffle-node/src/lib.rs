@@ -14,6 +14,8 @@
 //! - [`liveness`]: pings and the UDP [`beacon`] tell which nodes are up; a leader's node going
 //!   down makes the surviving voters campaign at once.
 //! - [`hibernation`]: quiet, fully replicated groups stop ticking.
+//! - [`error`]: the node's typed errors, each naming the Kinesis error type a client would see
+//!   (the conversion to a client's error is `riffle-api`'s).
 //! - [`peer`]: the typed [`peer::PeerClient`] one node uses to call another, with two
 //!   transports: gRPC ([`transport::grpc`], the only user of riffle-proto: protobuf is
 //!   converted at its edge) and an in-process network that can drop, delay, partition and
@@ -27,6 +29,7 @@
 
 mod agent;
 pub mod beacon;
+pub mod error;
 pub mod follow;
 mod hibernation;
 mod liveness;
@@ -40,11 +43,11 @@ pub mod service;
 mod testing;
 pub mod transport;
 
-pub use membership::JoinError;
-pub use node::DataError;
+pub use error::DataError;
+pub use error::JoinError;
+pub use error::NodeError;
 pub use node::Node;
 pub use node::NodeConfig;
-pub use node::NodeError;
 pub use riffle_shard::batch::AppendRecord;
 pub use riffle_shard::shard::ReadPage;
 pub use riffle_shard::shard::ReadRecord;

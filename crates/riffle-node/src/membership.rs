@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use riffle_control::ControlCommand;
-use riffle_control::ControlError;
 use riffle_control::ControlPlane;
 use riffle_control::ControlState;
 use riffle_control::model::NodeRecord;
@@ -16,57 +15,18 @@ use riffle_control::plane::CONTROL_GROUP;
 use riffle_control::plane::ControlMachine;
 use riffle_raft::Group;
 use riffle_raft::GroupOptions;
-use riffle_raft::PeerError;
-use riffle_raft::ProposeError;
 use riffle_raft::ReplicaNode;
 use riffle_storage::StorageError;
 use riffle_types::CodedError;
 use riffle_types::ErrorCode;
-use riffle_types::KinesisError;
 use riffle_types::TokenKey;
 
+use crate::error::JoinError;
+use crate::error::NodeError;
 use crate::node::Node;
-use crate::node::NodeError;
 use crate::node::now_ms;
 use crate::peer::JoinRequest;
 use crate::peer::PeerForwarder;
-
-/// Why a node was not let in (answered to the joining node, which retries while it is
-/// [`ErrorCode::ServiceUnavailable`]).
-#[derive(Debug, thiserror::Error)]
-pub enum JoinError {
-    #[error("this node has not started yet")]
-    NotStarted,
-    #[error("no metadata leader known")]
-    NoLeader,
-    /// The metadata leader's node, to which the request was forwarded, did not answer.
-    #[error("{0}")]
-    Forward(#[source] PeerError),
-    #[error("node ids are positive")]
-    InvalidNodeId,
-    /// Registering the node in the metadata failed.
-    #[error(transparent)]
-    Register(#[from] ControlError),
-    #[error("cannot add the learner: {0}")]
-    AddLearner(#[source] ProposeError),
-    /// The node asked answered with this error (received over the gRPC transport).
-    #[error("{}", .0.message)]
-    Remote(KinesisError),
-}
-
-impl CodedError for JoinError {
-    fn code(&self) -> ErrorCode {
-        match self {
-            JoinError::NotStarted
-            | JoinError::NoLeader
-            | JoinError::Forward(_)
-            | JoinError::AddLearner(_) => ErrorCode::ServiceUnavailable,
-            JoinError::InvalidNodeId => ErrorCode::InvalidArgumentException,
-            JoinError::Register(error) => error.code(),
-            JoinError::Remote(error) => error.code,
-        }
-    }
-}
 
 impl Node {
     /// Starts the metadata replica (reachable by peers at once) and waits until the group has a

@@ -13,7 +13,6 @@ use std::time::Instant;
 use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
-use riffle_control::ControlError;
 use riffle_control::ControlPlane;
 use riffle_control::ControlState;
 use riffle_control::scheduler::Policy;
@@ -22,16 +21,14 @@ use riffle_raft::GroupOptions;
 use riffle_raft::RaftClient;
 use riffle_shard::shard::ShardReplica;
 use riffle_storage::Storage;
-use riffle_storage::StorageError;
-use riffle_types::KinesisError;
 use riffle_types::TokenKey;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::beacon::Beacon;
+use crate::error::NodeError;
 use crate::liveness::Led;
 use crate::liveness::PeerHealth;
-use crate::membership::JoinError;
 use crate::peer::LeaderOf;
 use crate::peer::PeerClient;
 use crate::routing::LeaderCache;
@@ -89,33 +86,6 @@ impl NodeConfig {
             scheduler: Policy::default(),
         }
     }
-}
-
-/// Why a node did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("storage failed: {0}")]
-    Storage(#[from] StorageError),
-    #[error("raft group failed: {0}")]
-    Group(#[from] riffle_raft::GroupError),
-    #[error("control plane: {0}")]
-    Control(#[from] ControlError),
-    /// The node asked to let this one in refused for good.
-    #[error("control plane: {0}")]
-    Join(#[source] JoinError),
-    #[error("joining needs a peer transport")]
-    NoPeerTransport,
-    #[error("the node is stopping")]
-    Stopping,
-}
-
-/// Why a data operation on a shard did not happen.
-#[derive(Debug)]
-pub enum DataError {
-    /// The shard is sealed: nothing was written; the records belong to a child shard.
-    Closed,
-    /// Anything else, as the client should see it.
-    Failed(KinesisError),
 }
 
 /// A running node.

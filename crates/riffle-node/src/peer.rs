@@ -20,7 +20,7 @@ use riffle_shard::shard::ReadPage;
 use riffle_storage::GroupId;
 use riffle_types::seqnum::Position;
 
-use crate::membership::JoinError;
+use crate::error::JoinError;
 use crate::service::AppendRequest;
 use crate::service::FollowRequest;
 use crate::service::Following;

@@ -21,10 +21,10 @@ use riffle_shard::batch;
 use riffle_shard::batch::AppendRecord;
 use riffle_shard::shard::ReadPage;
 use riffle_storage::GroupId;
-use riffle_types::KinesisError;
 use riffle_types::seqnum::Position;
 
-use crate::node::DataError;
+use crate::error::DataError;
+use crate::error::NoAnswer;
 use crate::node::Node;
 use crate::node::now_ms;
 use crate::peer::PeerClient;
@@ -54,7 +54,7 @@ pub(crate) enum Routed<T> {
     Closed,
     NotLeader(Option<u64>),
     Unreachable,
-    Failed(KinesisError),
+    Failed(DataError),
 }
 
 impl<T> From<Served<T>> for Routed<T> {
@@ -63,7 +63,7 @@ impl<T> From<Served<T>> for Routed<T> {
             Ok(value) => Routed::Done(value),
             Err(ServeError::NotLeader(hint)) => Routed::NotLeader(hint),
             Err(ServeError::Closed) => Routed::Closed,
-            Err(ServeError::Failed(error)) => Routed::Failed(error),
+            Err(ServeError::Failed(error)) => Routed::Failed(error.into()),
         }
     }
 }
@@ -285,16 +285,14 @@ impl Node {
             Some(Ok(served)) => return served.into(),
             Some(Err(PeerError::Unreachable { .. })) => return Routed::Unreachable,
             // Sent, but no answer: it may have run.
-            Some(Err(error @ PeerError::Failed { .. })) => error.to_string(),
-            None => format!("node {node} stopped answering"),
+            Some(Err(error @ PeerError::Failed { .. })) => NoAnswer::Transport(error),
+            None => NoAnswer::Down { node },
         };
         match C::UNANSWERED {
             Unanswered::MoveOn => Routed::Unreachable,
             // Retrying elsewhere could write it twice, so the client decides (it sees an error
             // and retries).
-            Unanswered::OutcomeUnknown => Routed::Failed(KinesisError::internal(format!(
-                "write outcome unknown: {unanswered}"
-            ))),
+            Unanswered::OutcomeUnknown => Routed::Failed(DataError::OutcomeUnknown(unanswered)),
         }
     }
 
@@ -335,7 +333,7 @@ impl Node {
                 Routed::Failed(error) => {
                     // The next request guesses again rather than trusting this node.
                     self.leader_cache.forget(shard.group);
-                    return Err(DataError::Failed(error));
+                    return Err(error);
                 }
                 Routed::NotLeader(hint) => hint,
                 Routed::Unreachable => None,
@@ -350,10 +348,7 @@ impl Node {
                 }
                 Step::GiveUp => {
                     self.leader_cache.forget(shard.group);
-                    return Err(DataError::Failed(KinesisError::unavailable(format!(
-                        "shard {} has no reachable leader",
-                        shard.id()
-                    ))));
+                    return Err(DataError::NoLeader { shard: shard.id() });
                 }
             }
         }

@@ -13,8 +13,10 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use riffle_shard::shard::ReadPage;
 use riffle_storage::GroupId;
-use riffle_types::KinesisError;
 use riffle_types::seqnum::Position;
+
+pub use crate::error::ServeError;
+pub use crate::error::ShardError;
 
 /// Appends one encoded record batch to a shard.
 #[derive(Clone, Debug)]
@@ -63,17 +65,6 @@ pub struct FollowRequest {
     pub started_ms: u64,
     /// A subscription moving to a new leader: it keeps its place unless another one took over.
     pub resume: bool,
-}
-
-/// Why the node asked did not serve a call.
-#[derive(Clone, Debug)]
-pub enum ServeError {
-    /// It does not lead the group; the leader's node, when it knows it.
-    NotLeader(Option<u64>),
-    /// The shard is sealed: nothing was written (appends only).
-    Closed,
-    /// Anything else, as the client should see it.
-    Failed(KinesisError),
 }
 
 /// A call's answer from the node that served it.

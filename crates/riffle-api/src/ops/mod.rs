@@ -199,7 +199,7 @@ impl Service for Api {
                     .set_draining(id, draining)
                     .await
                     .map(|()| serde_json::json!({ "node": id, "draining": draining }))
-                    .map_err(|error| KinesisError::from(ApiError::from(error)))
+                    .map_err(crate::error::to_client)
             }
             _ => return None,
         };

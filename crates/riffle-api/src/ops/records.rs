@@ -56,21 +56,13 @@ enum Outcome {
     },
 }
 
-/// The client-facing error of a routed shard operation.
-fn data_error(error: DataError) -> KinesisError {
-    match error {
-        DataError::Closed => KinesisError::internal("the shard closed during the call"),
-        DataError::Failed(error) => error,
-    }
-}
-
 /// Writes `entries` to `stream_name`, following sealed shards to their children.
 async fn write_entries(
     api: &Api,
     ctx: &Ctx<'_>,
     stream_name: &str,
     entries: &[NewRecord],
-) -> Result<Vec<Outcome>, KinesisError> {
+) -> Result<Vec<Outcome>, ApiError> {
     let mut outcomes: Vec<Option<Outcome>> = entries.iter().map(|_| None).collect();
     let mut pending: Vec<usize> = (0..entries.len()).collect();
     let mut sealed: Vec<u32> = Vec::new();
@@ -109,15 +101,7 @@ async fn write_entries(
                 partition_key: &entries[index].partition_key,
                 data: &entries[index].data,
             });
-            api.node
-                .append(shard, records, arrival_ms)
-                .await
-                .map_err(|error| match error {
-                    DataError::Closed => {
-                        (KinesisError::internal("shard closed while writing"), true)
-                    }
-                    DataError::Failed(error) => (error, false),
-                })
+            api.node.append(shard, records, arrival_ms).await
         });
         let results = join_all(appends).await;
         let mut still_pending = Vec::new();
@@ -135,11 +119,13 @@ async fn write_entries(
                         });
                     }
                 }
-                Err((_, true)) => {
+                Err(DataError::Closed) => {
                     sealed.push(shard.index);
                     still_pending.extend(indexes.iter().copied());
                 }
-                Err((error, false)) => {
+                Err(error) => {
+                    // Each record's outcome reports the error as the client would see it.
+                    let error = crate::error::to_client(error);
                     for &index in indexes {
                         outcomes[index] = Some(Outcome::Failed {
                             code: error.code,
@@ -272,7 +258,7 @@ pub(super) async fn resolve_start(
                 )).into());
             }
             if start.kind == IteratorType::Latest {
-                api.node.locate(shard, None).await.map_err(data_error)?
+                api.node.locate(shard, None).await?
             } else {
                 Position {
                     entry: 0,
@@ -311,10 +297,7 @@ pub(super) async fn resolve_start(
                     ctx.now_ms
                 )).into());
             }
-            api.node
-                .locate(shard, Some(millis))
-                .await
-                .map_err(data_error)?
+            api.node.locate(shard, Some(millis)).await?
         }
     };
     Ok(position)
@@ -381,8 +364,7 @@ pub async fn get_records(
             max_records,
             limits::MAX_GET_RECORDS_BYTES,
         )
-        .await
-        .map_err(data_error)?;
+        .await?;
     // At the end of a closed shard the children must be known here too: this node's copy of
     // the metadata may not have seen the split yet.
     let shard_closed = matches!(shard.state, ShardState::Closed { .. });

@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use riffle_control::model::ConsumerStatus;
 use riffle_control::model::ShardRecord;
+use riffle_node::DataError;
 use riffle_node::ReadPage;
 use riffle_types::KinesisError;
 use riffle_types::SequenceNumber;
@@ -95,11 +96,7 @@ pub async fn subscribe_to_shard(
             consumer_arn.unwrap_or_default().to_string(),
             subscription,
         )
-        .await
-        .map_err(|error| match error {
-            riffle_node::DataError::Closed => KinesisError::internal("the shard closed"),
-            riffle_node::DataError::Failed(error) => error,
-        })?;
+        .await?;
     // The follower runs in its own task, one page ahead: the subscription waits on a channel,
     // which it can stop waiting on for a heartbeat without losing a page.
     let (pages, receiver) = mpsc::channel(1);
@@ -144,7 +141,7 @@ struct Subscription {
     format: Format,
     stream: String,
     shard: ShardRecord,
-    pages: mpsc::Receiver<Result<ReadPage, KinesisError>>,
+    pages: mpsc::Receiver<Result<ReadPage, DataError>>,
     /// Where the next record comes from.
     position: Position,
     started: Instant,
@@ -187,7 +184,7 @@ impl Subscription {
         tokio::select! {
             page = self.pages.recv() => match page {
                 Some(Ok(page)) => Some(self.event(page).await),
-                Some(Err(error)) => Some(self.exception(&error)),
+                Some(Err(error)) => Some(self.exception(error)),
                 None => None,
             },
             () = tokio::time::sleep_until(self.last_event + HEARTBEAT) => {
@@ -257,9 +254,11 @@ impl Subscription {
         Message::event("SubscribeToShardEvent", self.content_type(), payload.into()).encode()
     }
 
-    fn exception(&mut self, error: &KinesisError) -> Bytes {
+    /// The subscription's last event: the error as the client sees it.
+    fn exception(&mut self, error: DataError) -> Bytes {
         self.ended = true;
-        let payload = wire::encode(self.format, &wire::error_document(error));
+        let error = crate::error::to_client(error);
+        let payload = wire::encode(self.format, &wire::error_document(&error));
         Message::exception(error.code.type_name(), self.content_type(), payload.into()).encode()
     }
 }

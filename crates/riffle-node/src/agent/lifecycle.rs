@@ -12,7 +12,7 @@ use riffle_control::model::StreamRecord;
 use riffle_control::model::StreamStatus;
 
 use super::StepError;
-use crate::node::DataError;
+use crate::error::DataError;
 use crate::node::Node;
 use crate::node::now_ms;
 
@@ -111,8 +111,8 @@ impl Node {
         {
             let sealed_at = match self.seal_shard(shard).await {
                 Ok(sealed_at) => sealed_at,
-                Err(DataError::Failed(error)) => return Err(StepError::Seal(error)),
                 Err(DataError::Closed) => return Err(StepError::SealClosed),
+                Err(error) => return Err(StepError::Seal(error)),
             };
             self.control()
                 .propose(ControlCommand::ShardSealed {

@@ -24,8 +24,8 @@ use std::time::Duration;
 use riffle_control::ControlError;
 use riffle_control::ControlState;
 use riffle_raft::ProposeError;
-use riffle_types::KinesisError;
 
+use crate::error::DataError;
 use crate::node::Node;
 use crate::node::now_ms;
 
@@ -37,7 +37,7 @@ pub(crate) enum StepError {
     Control(#[from] ControlError),
     /// Sealing a replaced shard failed.
     #[error(transparent)]
-    Seal(KinesisError),
+    Seal(DataError),
     #[error("seal answered closed")]
     SealClosed,
     /// A membership change did not finish in time.

@@ -13,8 +13,8 @@ use riffle_raft::ReplicaNode;
 use riffle_shard::shard::ShardReplica;
 use riffle_storage::StorageError;
 
+use crate::error::NodeError;
 use crate::node::Node;
-use crate::node::NodeError;
 
 /// New replicas started by one reconcile pass (about one pass a second). Every started group
 /// is awake (ticking, electing, heartbeating) until it hibernates a few seconds later; starting

@@ -19,7 +19,6 @@ use futures_util::StreamExt;
 use riffle_raft::ProposeError;
 use riffle_shard::shard::ReadPage;
 use riffle_shard::shard::ShardReplica;
-use riffle_types::KinesisError;
 use riffle_types::seqnum::Position;
 use tokio::sync::watch;
 
@@ -27,6 +26,7 @@ use crate::service::FollowRequest;
 use crate::service::Following;
 use crate::service::ServeError;
 use crate::service::Served;
+use crate::service::ShardError;
 
 /// Most records in one pushed page.
 const PAGE_RECORDS: usize = 10_000;
@@ -73,27 +73,25 @@ impl Drop for Registration {
 }
 
 impl Subscriptions {
-    fn register(&self, request: &FollowRequest) -> Result<Registration, KinesisError> {
+    fn register(&self, request: &FollowRequest) -> Result<Registration, ShardError> {
         let key = (request.consumer.clone(), request.group);
         let mut active = self
             .active
             .lock()
-            .map_err(|_| KinesisError::internal("subscription registry poisoned"))?;
+            .map_err(|_| ShardError::RegistryPoisoned)?;
         if let Some(holder) = active.get(&key)
             && holder.subscription != request.subscription
         {
             if request.resume || request.started_ms < holder.started_ms {
-                return Err(KinesisError::in_use(format!(
-                    "Another subscription for consumer {} took over this shard.",
-                    request.consumer
-                )));
+                return Err(ShardError::TakenOver {
+                    consumer: request.consumer.clone(),
+                });
             }
             if request.started_ms < holder.started_ms + TAKEOVER_AFTER_MS {
-                return Err(KinesisError::in_use(format!(
-                    "Another active subscription exists for this consumer: {} (started {} ms ago; a new one may take over after 5 seconds).",
-                    request.consumer,
-                    request.started_ms.saturating_sub(holder.started_ms)
-                )));
+                return Err(ShardError::SubscriptionActive {
+                    consumer: request.consumer.clone(),
+                    started_ago_ms: request.started_ms.saturating_sub(holder.started_ms),
+                });
             }
             holder.taken_over.send_replace(true);
         }
@@ -123,9 +121,7 @@ pub(super) fn serve(
     stop: watch::Receiver<bool>,
     request: FollowRequest,
 ) -> Served<Following> {
-    let registration = subscriptions
-        .register(&request)
-        .map_err(ServeError::Failed)?;
+    let registration = subscriptions.register(&request)?;
     let serving = Serving {
         applied: replica.watch_applied(),
         tip: replica.readable_tip(),
@@ -174,10 +170,10 @@ impl Serving {
     async fn produce(&mut self) -> Served<ReadPage> {
         loop {
             if *self.registration.taken_over.borrow() {
-                return Err(ServeError::Failed(KinesisError::in_use(format!(
-                    "Another subscription for consumer {} took over this shard.",
-                    self.registration.key.0
-                ))));
+                return Err(ShardError::TakenOver {
+                    consumer: self.registration.key.0.clone(),
+                }
+                .into());
             }
             if *self.stop.borrow() || !self.replica.group().is_leader() {
                 return Err(ServeError::NotLeader(None));
@@ -194,16 +190,8 @@ impl Serving {
                 .await;
                 let page = match read {
                     Ok(Ok(page)) => page,
-                    Ok(Err(error)) => {
-                        return Err(ServeError::Failed(KinesisError::internal(format!(
-                            "cannot read shard: {error}"
-                        ))));
-                    }
-                    Err(error) => {
-                        return Err(ServeError::Failed(KinesisError::internal(format!(
-                            "read task failed: {error}"
-                        ))));
-                    }
+                    Ok(Err(error)) => return Err(ShardError::Read(error).into()),
+                    Err(error) => return Err(ShardError::ReadTask(error).into()),
                 };
                 let moved = page.next != self.from;
                 self.from = page.next;

@@ -15,11 +15,9 @@ use std::sync::RwLock;
 use riffle_raft::Group;
 use riffle_raft::Machine;
 use riffle_raft::ProposeError;
-use riffle_shard::shard::AppendError;
 use riffle_shard::shard::ReadPage;
 use riffle_shard::shard::ShardReplica;
 use riffle_storage::GroupId;
-use riffle_types::KinesisError;
 use riffle_types::seqnum::Position;
 use tokio::sync::watch;
 
@@ -31,6 +29,7 @@ use crate::service::ReadRequest;
 use crate::service::SealRequest;
 use crate::service::ServeError;
 use crate::service::Served;
+use crate::service::ShardError;
 use crate::service::ShardService;
 
 /// The shard replicas running on this node, and the shard service over them.
@@ -109,27 +108,7 @@ impl LocalShards {
             Append::Records(request) => replica.append(request.batch, request.arrival_ms).await,
             Append::Seal(request) => replica.seal(request.now_ms).await,
         };
-        outcome.map_err(|error| match error {
-            AppendError::Closed => ServeError::Closed,
-            AppendError::Propose(ProposeError::NotLeader { leader }) => {
-                ServeError::NotLeader(leader.map(|(_, node)| node.node))
-            }
-            // The group stopped (its node shuts down) possibly after the entry was appended and
-            // replicated: the new leader may commit it. Routing the write elsewhere could store
-            // it twice (seen as a reordered record in sim_cluster crash_and_restart), so the
-            // outcome is reported unknown and the client decides.
-            AppendError::Propose(ProposeError::Stopped(reason)) => {
-                ServeError::Failed(KinesisError::internal(format!(
-                    "write outcome unknown: the shard group stopped ({reason})"
-                )))
-            }
-            AppendError::Propose(ProposeError::Ambiguous(reason)) => {
-                ServeError::Failed(KinesisError::internal(format!(
-                    "write outcome unknown after a leader change: {reason}"
-                )))
-            }
-            AppendError::Unexpected(reason) => ServeError::Failed(KinesisError::internal(reason)),
-        })
+        outcome.map_err(ServeError::from)
     }
 
     /// The leading replica of `group`, once a lease check confirmed it still leads; a deposed
@@ -171,12 +150,8 @@ impl ShardService for LocalShards {
         .await;
         match read {
             Ok(Ok(page)) => Ok(page),
-            Ok(Err(error)) => Err(ServeError::Failed(KinesisError::internal(format!(
-                "cannot read shard: {error}"
-            )))),
-            Err(error) => Err(ServeError::Failed(KinesisError::internal(format!(
-                "read task failed: {error}"
-            )))),
+            Ok(Err(error)) => Err(ShardError::Read(error).into()),
+            Err(error) => Err(ShardError::ReadTask(error).into()),
         }
     }
 
@@ -189,9 +164,7 @@ impl ShardService for LocalShards {
             None => Ok(replica.latest()),
             Some(timestamp) => replica.position_at_time(timestamp),
         };
-        position.map_err(|error| {
-            ServeError::Failed(KinesisError::internal(format!("cannot locate: {error}")))
-        })
+        position.map_err(|error| ShardError::Locate(error).into())
     }
 
     async fn follow(&self, request: FollowRequest) -> Served<Following> {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use riffle_shard::shard::ReadPage;
 use riffle_types::seqnum::Position;
 
-use crate::membership::JoinError;
+use crate::error::JoinError;
 use crate::node::Node;
 use crate::peer::ControlAnswer;
 use crate::peer::HibernateRequest;

@@ -35,7 +35,7 @@ use tonic::Streaming;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
-use crate::membership::JoinError;
+use crate::error::JoinError;
 use crate::node::Node;
 use crate::peer::ControlAnswer;
 use crate::peer::HibernateRequest;

@@ -18,7 +18,7 @@ use riffle_types::ErrorCode;
 use riffle_types::KinesisError;
 use riffle_types::seqnum::Position;
 
-use crate::membership::JoinError;
+use crate::error::JoinError;
 use crate::peer::ControlAnswer;
 use crate::peer::HibernateRequest;
 use crate::peer::JoinRequest;
@@ -31,6 +31,7 @@ use crate::service::ReadRequest;
 use crate::service::SealRequest;
 use crate::service::ServeError;
 use crate::service::Served;
+use crate::service::ShardError;
 
 /// A protobuf message that lacks something the typed message needs.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -50,14 +51,6 @@ pub fn kinesis_error_from_pb(error: pb::KinesisError) -> KinesisError {
     let code =
         ErrorCode::from_type_name(&error.code).unwrap_or(ErrorCode::InternalFailureException);
     KinesisError::new(code, error.message)
-}
-
-/// A Kinesis error to send to another node.
-pub fn kinesis_error_to_pb(error: &KinesisError) -> pb::KinesisError {
-    pb::KinesisError {
-        code: error.code.type_name().to_string(),
-        message: error.message.clone(),
-    }
 }
 
 /// An error of this node's, sent to another node as its client would see it: the Kinesis
@@ -84,11 +77,13 @@ fn not_leader_from_pb(not_leader: pb::NotLeader) -> ServeError {
 fn refusal_to_pb(error: ServeError) -> (Option<pb::KinesisError>, Option<pb::NotLeader>) {
     match error {
         ServeError::NotLeader(hint) => (None, Some(not_leader_to_pb(hint))),
-        ServeError::Failed(error) => (Some(kinesis_error_to_pb(&error)), None),
+        ServeError::Failed(error) => (Some(error_to_pb(&error)), None),
+        // Only appends are answered "closed"; elsewhere it would be an internal failure.
         ServeError::Closed => (
-            Some(kinesis_error_to_pb(&KinesisError::internal(
-                "the shard is closed",
-            ))),
+            Some(pb::KinesisError {
+                code: ErrorCode::InternalFailureException.type_name().to_string(),
+                message: "the shard is closed".to_string(),
+            }),
             None,
         ),
     }
@@ -102,7 +97,7 @@ fn refusal_from_pb(
     if let Some(not_leader) = not_leader {
         return Some(not_leader_from_pb(not_leader));
     }
-    error.map(|error| ServeError::Failed(kinesis_error_from_pb(error)))
+    error.map(|error| ShardError::Remote(kinesis_error_from_pb(error)).into())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -154,7 +149,7 @@ pub fn append_response_to_pb(served: Served<u64>) -> pb::AppendResponse {
         Ok(entry) => R::Entry(entry),
         Err(ServeError::Closed) => R::Closed(pb::Closed {}),
         Err(ServeError::NotLeader(hint)) => R::NotLeader(not_leader_to_pb(hint)),
-        Err(ServeError::Failed(error)) => R::Error(kinesis_error_to_pb(&error)),
+        Err(ServeError::Failed(error)) => R::Error(error_to_pb(&error)),
     };
     pb::AppendResponse {
         result: Some(result),
@@ -167,10 +162,8 @@ pub fn append_response_from_pb(response: pb::AppendResponse) -> Served<u64> {
         Some(R::Entry(entry)) => Ok(entry),
         Some(R::Closed(_)) => Err(ServeError::Closed),
         Some(R::NotLeader(not_leader)) => Err(not_leader_from_pb(not_leader)),
-        Some(R::Error(error)) => Err(ServeError::Failed(kinesis_error_from_pb(error))),
-        None => Err(ServeError::Failed(KinesisError::internal(
-            "empty append response",
-        ))),
+        Some(R::Error(error)) => Err(ShardError::Remote(kinesis_error_from_pb(error)).into()),
+        None => Err(ShardError::EmptyAnswer.into()),
     }
 }
 
@@ -560,9 +553,9 @@ mod tests {
             let back = append_response_from_pb(append_response_to_pb(Err(sent))).unwrap_err();
             assert_eq!(format!("{back:?}"), expected);
         }
-        let failed = ServeError::Failed(KinesisError::in_use("taken over"));
+        let failed = ServeError::Failed(ShardError::Remote(KinesisError::in_use("taken over")));
         match read_response_from_pb(read_response_to_pb(Err(failed))) {
-            Err(ServeError::Failed(error)) => {
+            Err(ServeError::Failed(ShardError::Remote(error))) => {
                 assert_eq!(error.code, ErrorCode::ResourceInUseException);
                 assert_eq!(error.message, "taken over");
             }
@@ -576,6 +569,67 @@ mod tests {
             append_response_from_pb(append_response_to_pb(Ok(41))).unwrap(),
             41
         );
+    }
+
+    /// What a shard leader refused arrives on the calling node, whatever the call, as the
+    /// leader's client would have seen it: the same Kinesis type and message.
+    #[test]
+    fn a_leader_error_crosses_to_the_caller_with_its_type_and_message() {
+        fn refusal() -> ServeError {
+            ShardError::SubscriptionActive {
+                consumer: "arn:c".into(),
+                started_ago_ms: 1200,
+            }
+            .into()
+        }
+        let expected = KinesisError::in_use(
+            "Another active subscription exists for this consumer: arn:c (started 1200 ms ago; a new one may take over after 5 seconds).",
+        );
+        let answers = [
+            append_response_from_pb(append_response_to_pb(Err(refusal()))).map(|_| ()),
+            read_response_from_pb(read_response_to_pb(Err(refusal()))).map(|_| ()),
+            locate_response_from_pb(locate_response_to_pb(Err(refusal()))).map(|_| ()),
+        ];
+        for answer in answers {
+            match answer {
+                Err(ServeError::Failed(ShardError::Remote(error))) => assert_eq!(error, expected),
+                other => panic!("expected the leader's error, got {other:?}"),
+            }
+        }
+        let unknown = ShardError::GroupStopped {
+            reason: "shut down".into(),
+        };
+        match append_response_from_pb(append_response_to_pb(Err(unknown.into()))) {
+            Err(ServeError::Failed(ShardError::Remote(error))) => assert_eq!(
+                error,
+                KinesisError::internal(
+                    "write outcome unknown: the shard group stopped (shut down)"
+                )
+            ),
+            other => panic!("expected the leader's error, got {other:?}"),
+        }
+        // A control call's error and a join's refusal travel the same way.
+        let not_caught_up = ControlError::NotCaughtUp { index: 9 };
+        match propose_response_from_pb(propose_response_to_pb(Err(not_caught_up))) {
+            Err(ControlError::Remote(error)) => {
+                assert_eq!(
+                    error,
+                    KinesisError::unavailable(
+                        "this node has not caught up with the metadata log (index 9)"
+                    )
+                );
+            }
+            other => panic!("expected the leader's error, got {other:?}"),
+        }
+        match join_response_from_pb(join_response_to_pb(Err(JoinError::InvalidNodeId))) {
+            Err(JoinError::Remote(error)) => {
+                assert_eq!(
+                    error,
+                    KinesisError::invalid_argument("node ids are positive")
+                )
+            }
+            other => panic!("expected the refusal, got {other:?}"),
+        }
     }
 
     #[test]
