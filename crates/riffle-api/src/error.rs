@@ -3,7 +3,7 @@
 //! Handlers return [`ApiError`]: the API's own decisions (validation, not-found and the like,
 //! with AWS's types and messages) are [`KinesisError`]s already; the control plane's
 //! ([`ControlError`]) and the node's ([`DataError`]) arrive typed and are converted here, once,
-//! when the request is answered ([`Api::execute`](crate::Api::execute), or [`to_client`] for an
+//! when the request is answered ([`Api::execute`](crate::Api::execute), or `to_client` for an
 //! error reported inside an answer: a PutRecords entry, a SubscribeToShard exception event).
 //! Each of those says which Kinesis type it is reported as ([`CodedError`]) and its `Display` is
 //! the message; an error decided by the metadata state machine or forwarded from another node is

@@ -7,6 +7,7 @@
 //! into a document) → `request` (a validated, typed [`Request`] that names its IAM action and
 //! resources) → `ops` (one handler module per operation family) → the node: control
 //! operations become commands to the metadata group, data operations go to shard groups.
+//! Their typed errors become the client's Kinesis error in one place, [`error`].
 
 pub use riffle_types::eventstream;
 pub mod error;

@@ -3,7 +3,9 @@
 //!
 //! Every control decision is a committed [`command::ControlCommand`]; [`command::apply`] is
 //! pure, so it is unit-tested without Raft. This layer decides placement and drives stream
-//! lifecycles; it never reads or writes records (that is the shard layer's job).
+//! lifecycles; it never reads or writes records (that is the shard layer's job). Its calls fail
+//! with a typed [`ControlError`]; only `apply`'s refusals carry a Kinesis error, the one AWS
+//! would return, decided identically on every replica.
 
 pub mod command;
 pub mod error;
