@@ -48,18 +48,31 @@ impl RaftCall {
     }
 }
 
+/// Why a Raft message found no local group (the sender is answered unavailable, with this
+/// as the reason).
+#[derive(Debug, thiserror::Error)]
+enum Undeliverable {
+    #[error("the metadata group is not started on this node yet")]
+    NotStarted,
+    #[error("group {group} is not hosted on node {node}")]
+    NotHosted { group: GroupId, node: u64 },
+}
+
 impl Node {
-    /// Delivers a Raft message to a local group; `Err(reason)` when the group is not here.
-    async fn deliver(&self, group: GroupId, call: RaftCall) -> Result<RaftAnswer, String> {
+    /// Delivers a Raft message to a local group.
+    async fn deliver(&self, group: GroupId, call: RaftCall) -> Result<RaftAnswer, Undeliverable> {
         if group == CONTROL_GROUP {
             return match self.control_if_started() {
                 Some(control) => Ok(call.run(control.group().clone()).await),
-                None => Err("the metadata group is not started on this node yet".into()),
+                None => Err(Undeliverable::NotStarted),
             };
         }
         match self.local_shard(group) {
             Some(replica) => Ok(call.run(replica.group().clone()).await),
-            None => Err(format!("group {group} is not hosted on node {}", self.id())),
+            None => Err(Undeliverable::NotHosted {
+                group,
+                node: self.id(),
+            }),
         }
     }
 
@@ -73,7 +86,7 @@ impl Node {
         {
             Ok(RaftAnswer::AppendEntries(response)) => response,
             Ok(_) => raft::AppendEntriesResponse::Unavailable("mismatched answer".into()),
-            Err(reason) => raft::AppendEntriesResponse::Unavailable(reason),
+            Err(error) => raft::AppendEntriesResponse::Unavailable(error.to_string()),
         }
     }
 
@@ -81,7 +94,7 @@ impl Node {
         match self.deliver(request.group, RaftCall::Vote(request)).await {
             Ok(RaftAnswer::Vote(response)) => response,
             Ok(_) => raft::VoteResponse::Unavailable("mismatched answer".into()),
-            Err(reason) => raft::VoteResponse::Unavailable(reason),
+            Err(error) => raft::VoteResponse::Unavailable(error.to_string()),
         }
     }
 
@@ -95,7 +108,7 @@ impl Node {
         {
             Ok(RaftAnswer::TransferLeader(response)) => response,
             Ok(_) => raft::TransferLeaderResponse::Unavailable("mismatched answer".into()),
-            Err(reason) => raft::TransferLeaderResponse::Unavailable(reason),
+            Err(error) => raft::TransferLeaderResponse::Unavailable(error.to_string()),
         }
     }
 
@@ -109,7 +122,7 @@ impl Node {
         {
             Ok(RaftAnswer::Snapshot(response)) => response,
             Ok(_) => raft::SnapshotResponse::Unavailable("mismatched answer".into()),
-            Err(reason) => raft::SnapshotResponse::Unavailable(reason),
+            Err(error) => raft::SnapshotResponse::Unavailable(error.to_string()),
         }
     }
 
