@@ -7,9 +7,11 @@
 //! - [`agent`]: the once-a-second work — local replicas follow the control state, stream and
 //!   consumer lifecycles, the scheduler (on the metadata leader), leadership hand-over and
 //!   replica moves (on shard leaders), retention.
-//! - [`routing`]: every data operation runs on its shard's leader, wherever it is.
-//! - [`service`]: the typed shard service (append, seal, read, locate, follow) and [`serve`],
-//!   which serves it over the local replicas, with the control calls and Raft messages other
+//! - [`service`]: the typed shard service (append, seal, read, locate, follow).
+//! - [`routing`]: every data operation runs on its shard's leader, wherever it is: routing
+//!   takes it there, and `LocalShards` serves it when the leader is here (over the local
+//!   replicas; the gRPC server and the simulated network call the same `LocalShards`).
+//! - [`serve`]: the leader's side of a Follow stream, the control calls and Raft messages other
 //!   nodes send; [`follow`]: the subscribing side of a Follow stream.
 //! - [`liveness`]: pings and the UDP [`beacon`] tell which nodes are up; a leader's node going
 //!   down makes the surviving voters campaign at once.

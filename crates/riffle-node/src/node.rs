@@ -32,7 +32,7 @@ use crate::liveness::PeerHealth;
 use crate::peer::LeaderOf;
 use crate::peer::PeerClient;
 use crate::routing::LeaderCache;
-use crate::serve::LocalShards;
+use crate::routing::LocalShards;
 
 /// What a node needs to know about itself and its cluster.
 #[derive(Clone, Debug)]

@@ -2,7 +2,7 @@
 //! shard, read a page, locate LATEST or AT_TIMESTAMP, follow the shard's commits — as typed
 //! requests and answers.
 //!
-//! One implementation serves them over this node's replicas ([`crate::serve::LocalShards`]).
+//! One implementation serves them over this node's replicas ([`crate::routing::LocalShards`]).
 //! Routing calls it directly when this node leads the shard, and the transports call it for
 //! other nodes (the gRPC server after converting protobuf at its edge, the simulated network as
 //! is). So a local call builds no protobuf, and record bytes are moved, never copied.

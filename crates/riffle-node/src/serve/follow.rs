@@ -115,7 +115,7 @@ impl Subscriptions {
 
 /// Serves a Follow stream from `replica`, which leads its shard (see the module comment). The
 /// stream ends after an error (a not-leader one included) or the end of a closed shard.
-pub(super) fn serve(
+pub(crate) fn serve(
     replica: ShardReplica,
     subscriptions: &Subscriptions,
     stop: watch::Receiver<bool>,

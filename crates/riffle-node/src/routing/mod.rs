@@ -1,27 +1,35 @@
-//! Routing: every data operation runs on its shard's leader, wherever it is.
+//! Shard calls, end to end on a node: every data operation runs on its shard's leader, wherever
+//! it is; this module takes it there and, when the leader is here, serves it.
 //!
 //! One loop ([`Node::on_shard_leader`]) finds the leader for any call: it tries its best guess
 //! (the last node that answered as leader, else this node if its replica leads, else the leader
 //! recorded in the control state, else the preferred replica), follows not-leader hints, moves
 //! to the next replica when a node is unreachable or liveness calls it down, and gives up after
 //! [`ROUTE_DEADLINE`] (an election takes a few seconds). Where the next attempt goes is decided
-//! by [`Route`], a pure state machine. One adapter ([`Node::call_on`]) runs a [`ShardCall`] on
-//! one node: the local [`ShardService`] when it is this node — no protobuf, nothing copied —
-//! else the peer transport.
+//! by [`route::Route`], a pure state machine. One adapter ([`Node::call_on`]) runs a
+//! [`ShardCall`] on one node: the local [`LocalShards`] when it is this node — no protobuf,
+//! nothing copied — else the peer transport, whose server on the leader's node calls the same
+//! [`LocalShards`].
 //!
 //! An append that was sent but not answered is not retried elsewhere (it may have been
 //! written): the client gets an error and retries, as it would against AWS.
 
+mod route;
+
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use riffle_control::model::ShardRecord;
+use riffle_raft::ProposeError;
 use riffle_shard::batch;
 use riffle_shard::batch::AppendRecord;
 use riffle_shard::shard::ReadPage;
+use riffle_shard::shard::ShardReplica;
 use riffle_storage::GroupId;
 use riffle_types::seqnum::Position;
+use tokio::sync::watch;
 
 use crate::error::DataError;
 use crate::error::NoAnswer;
@@ -30,6 +38,8 @@ use crate::node::now_ms;
 use crate::peer::PeerClient;
 use crate::peer::PeerError;
 use crate::peer::PeerResult;
+use crate::serve::follow;
+use crate::serve::leader_node;
 use crate::service::AppendRequest;
 use crate::service::FollowRequest;
 use crate::service::Following;
@@ -38,7 +48,11 @@ use crate::service::ReadRequest;
 use crate::service::SealRequest;
 use crate::service::ServeError;
 use crate::service::Served;
+use crate::service::ShardError;
 use crate::service::ShardService;
+use route::Route;
+use route::Step;
+pub(crate) use route::leader_guess;
 
 /// How long a routed call keeps looking for a leader.
 const ROUTE_DEADLINE: Duration = Duration::from_secs(10);
@@ -137,91 +151,6 @@ impl ShardCall for FollowRequest {
     }
     fn send(self, peers: &dyn PeerClient, node: u64) -> PeerResult<Served<Following>> {
         peers.follow(node, self)
-    }
-}
-
-/// The node to try first for a shard: the last one that answered as leader, else this node if
-/// its replica leads, else the leader recorded in the control state, else the preferred (first)
-/// replica.
-pub(crate) fn leader_guess(
-    cached: Option<u64>,
-    leads_here: bool,
-    me: u64,
-    shard: &ShardRecord,
-) -> u64 {
-    if let Some(node) = cached {
-        return node;
-    }
-    if leads_here {
-        return me;
-    }
-    shard
-        .leader
-        .or_else(|| shard.replicas.first().map(|replica| replica.node))
-        .unwrap_or(me)
-}
-
-/// What routing does after an attempt that found no leader.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// Follow the not-leader hint: try the named node now (the leader cache is kept).
-    FollowHint,
-    /// Try the next replica (after a pause when every replica has said no).
-    Next { pause: bool },
-    /// Past the deadline: the shard has no reachable leader.
-    GiveUp,
-}
-
-/// Where a routed call goes next: a pure state machine over the shard's replicas.
-#[derive(Clone, Debug)]
-pub(crate) struct Route {
-    replicas: Vec<u64>,
-    candidate: u64,
-    misses: usize,
-}
-
-impl Route {
-    pub(crate) fn new(replicas: Vec<u64>, first: u64) -> Route {
-        Route {
-            replicas,
-            candidate: first,
-            misses: 0,
-        }
-    }
-
-    /// The node to try now.
-    pub(crate) fn candidate(&self) -> u64 {
-        self.candidate
-    }
-
-    /// The candidate answered not-leader (with its hint) or was unreachable (`hint` is
-    /// `None`). A hint naming another replica of the shard is followed at once; otherwise the
-    /// next replica in placement order is tried, until `past_deadline`.
-    pub(crate) fn after_miss(&mut self, hint: Option<u64>, past_deadline: bool) -> Step {
-        if let Some(hint) = hint
-            && hint != self.candidate
-            && self.replicas.contains(&hint)
-        {
-            self.candidate = hint;
-            return Step::FollowHint;
-        }
-        self.misses += 1;
-        let position = self
-            .replicas
-            .iter()
-            .position(|node| *node == self.candidate)
-            .unwrap_or(0);
-        self.candidate = self
-            .replicas
-            .get((position + 1) % self.replicas.len().max(1))
-            .copied()
-            .unwrap_or(self.candidate);
-        if past_deadline {
-            return Step::GiveUp;
-        }
-        Step::Next {
-            pause: self.misses.is_multiple_of(self.replicas.len().max(1)),
-        }
     }
 }
 
@@ -424,96 +353,144 @@ impl Node {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::shard_on;
+/// The shard replicas running on this node, and the shard service over them.
+pub struct LocalShards {
+    replicas: RwLock<HashMap<GroupId, ShardReplica>>,
+    /// SubscribeToShard subscriptions following shards this node leads.
+    subscriptions: follow::Subscriptions,
+    /// Set when the node stops (Follow streams end).
+    stop: watch::Receiver<bool>,
+}
 
-    #[test]
-    fn the_first_guess_is_the_cache_then_this_node_then_the_recorded_leader_then_the_first_replica()
-    {
-        let mut shard = shard_on(&[1, 2, 3]);
-        shard.leader = Some(3);
-        assert_eq!(leader_guess(Some(2), true, 1, &shard), 2, "the cache wins");
-        assert_eq!(
-            leader_guess(None, true, 1, &shard),
-            1,
-            "then a local leader"
-        );
-        assert_eq!(
-            leader_guess(None, false, 1, &shard),
-            3,
-            "then the recorded leader"
-        );
-        shard.leader = None;
-        assert_eq!(
-            leader_guess(None, false, 2, &shard),
-            1,
-            "then the first replica"
-        );
-        shard.replicas.clear();
-        assert_eq!(leader_guess(None, false, 2, &shard), 2, "else this node");
-    }
-
-    #[test]
-    fn a_hint_naming_another_replica_is_followed_at_once() {
-        let mut route = Route::new(vec![1, 2, 3], 1);
-        assert_eq!(route.after_miss(Some(3), false), Step::FollowHint);
-        assert_eq!(route.candidate(), 3);
-        // Not a replica of the shard (a stale hint), or the node that answered: move on.
-        assert_eq!(
-            route.after_miss(Some(9), false),
-            Step::Next { pause: false }
-        );
-        assert_eq!(
-            route.candidate(),
-            1,
-            "after 3 comes 1 (placement order wraps)"
-        );
-        assert_eq!(
-            route.after_miss(Some(1), false),
-            Step::Next { pause: false }
-        );
-        assert_eq!(route.candidate(), 2);
-    }
-
-    #[test]
-    fn an_unreachable_node_moves_the_call_to_the_next_replica_pausing_after_each_round() {
-        let mut route = Route::new(vec![1, 2, 3], 2);
-        let mut tried = vec![route.candidate()];
-        let mut pauses = Vec::new();
-        for _ in 0..6 {
-            match route.after_miss(None, false) {
-                Step::Next { pause } => pauses.push(pause),
-                other => panic!("expected the next replica, got {other:?}"),
-            }
-            tried.push(route.candidate());
+impl LocalShards {
+    pub fn new(stop: watch::Receiver<bool>) -> LocalShards {
+        LocalShards {
+            replicas: RwLock::new(HashMap::new()),
+            subscriptions: follow::Subscriptions::default(),
+            stop,
         }
-        assert_eq!(tried, [2, 3, 1, 2, 3, 1, 2]);
-        assert_eq!(
-            pauses,
-            [false, false, true, false, false, true],
-            "a pause once every replica has said no"
-        );
     }
 
-    #[test]
-    fn a_guess_outside_the_replicas_moves_to_the_second_replica() {
-        // A cached leader that no longer hosts the shard counts as the first replica's place.
-        let mut route = Route::new(vec![4, 5, 6], 9);
-        assert_eq!(route.after_miss(None, false), Step::Next { pause: false });
-        assert_eq!(route.candidate(), 5);
+    /// The local replica of a shard group, if this node hosts one and it is running.
+    pub fn get(&self, group: GroupId) -> Option<ShardReplica> {
+        self.replicas.read().ok()?.get(&group).cloned()
     }
 
-    #[test]
-    fn routing_gives_up_past_the_deadline() {
-        let mut route = Route::new(vec![1, 2, 3], 1);
-        assert_eq!(route.after_miss(None, false), Step::Next { pause: false });
-        assert_eq!(route.after_miss(None, true), Step::GiveUp);
-        assert_eq!(
-            route.after_miss(Some(9), true),
-            Step::GiveUp,
-            "a hint outside the replicas changes nothing"
-        );
+    pub(crate) fn insert(&self, group: GroupId, replica: ShardReplica) {
+        if let Ok(mut replicas) = self.replicas.write() {
+            replicas.insert(group, replica);
+        }
+    }
+
+    pub(crate) fn remove(&self, group: GroupId) -> Option<ShardReplica> {
+        self.replicas.write().ok()?.remove(&group)
+    }
+
+    /// Takes every replica out (the node stops).
+    pub(crate) fn drain(&self) -> Vec<ShardReplica> {
+        match self.replicas.write() {
+            Ok(mut replicas) => replicas.drain().map(|(_, replica)| replica).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The groups hosted here.
+    pub(crate) fn groups(&self) -> Vec<GroupId> {
+        match self.replicas.read() {
+            Ok(replicas) => replicas.keys().copied().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Runs `visit` on every replica (under the read lock: keep it short, no awaiting).
+    pub(crate) fn for_each(&self, mut visit: impl FnMut(&ShardReplica)) {
+        if let Ok(replicas) = self.replicas.read() {
+            replicas.values().for_each(&mut visit);
+        }
+    }
+
+    /// A local replica that leads its group, or the not-leader answer to give.
+    pub(crate) fn leading_replica(&self, group: GroupId) -> Served<ShardReplica> {
+        let Some(replica) = self.get(group) else {
+            return Err(ServeError::NotLeader(None));
+        };
+        if !replica.group().is_leader() {
+            // A follower asked to serve may be asleep while its leader is gone: wake it so that
+            // its election timer runs.
+            replica.group().wake();
+            return Err(ServeError::NotLeader(leader_node(replica.group())));
+        }
+        Ok(replica)
+    }
+
+    async fn append_or_seal(&self, group: GroupId, append: Append) -> Served<u64> {
+        let replica = self.leading_replica(group)?;
+        let outcome = match append {
+            Append::Records(request) => replica.append(request.batch, request.arrival_ms).await,
+            Append::Seal(request) => replica.seal(request.now_ms).await,
+        };
+        outcome.map_err(ServeError::from)
+    }
+
+    /// The leading replica of `group`, once a lease check confirmed it still leads; a deposed
+    /// leader that has not noticed answers with the leader it learned of.
+    async fn confirmed_leader(&self, group: GroupId) -> Served<ShardReplica> {
+        let replica = self.leading_replica(group)?;
+        if let Err(error) = replica.group().lease_read_barrier().await {
+            return Err(ServeError::NotLeader(match error {
+                ProposeError::NotLeader { leader } => leader.map(|(_, node)| node.node),
+                _ => None,
+            }));
+        }
+        Ok(replica)
+    }
+}
+
+enum Append {
+    Records(AppendRequest),
+    Seal(SealRequest),
+}
+
+impl ShardService for LocalShards {
+    async fn append(&self, request: AppendRequest) -> Served<u64> {
+        self.append_or_seal(request.group, Append::Records(request))
+            .await
+    }
+
+    async fn seal(&self, request: SealRequest) -> Served<u64> {
+        self.append_or_seal(request.group, Append::Seal(request))
+            .await
+    }
+
+    async fn read(&self, request: ReadRequest) -> Served<ReadPage> {
+        let replica = self.confirmed_leader(request.group).await?;
+        // Reads of old data come from disk: keep them off the async threads.
+        let read = tokio::task::spawn_blocking(move || {
+            replica.read(request.from, request.max_records, request.max_bytes)
+        })
+        .await;
+        match read {
+            Ok(Ok(page)) => Ok(page),
+            Ok(Err(error)) => Err(ShardError::Read(error).into()),
+            Err(error) => Err(ShardError::ReadTask(error).into()),
+        }
+    }
+
+    async fn locate(&self, request: LocateRequest) -> Served<Position> {
+        let replica = self.leading_replica(request.group)?;
+        if replica.group().lease_read_barrier().await.is_err() {
+            return Err(ServeError::NotLeader(None));
+        }
+        let position = match request.at_timestamp_ms {
+            None => Ok(replica.latest()),
+            Some(timestamp) => replica.position_at_time(timestamp),
+        };
+        position.map_err(|error| ShardError::Locate(error).into())
+    }
+
+    async fn follow(&self, request: FollowRequest) -> Served<Following> {
+        // Confirmed leader (a deposed one that has not noticed would wait in vain).
+        let replica = self.confirmed_leader(request.group).await?;
+        follow::serve(replica, &self.subscriptions, self.stop.clone(), request)
     }
 }
