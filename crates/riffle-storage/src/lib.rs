@@ -17,9 +17,8 @@
 //! shared with the journal thread; reads), `writer/` (the journal thread: its loop and round, the
 //! active segment, the sled side, segment deletion and compaction), `journal.rs` (record format),
 //! `recovery.rs` (replay on open), `index.rs` (a group's in-memory index), `meta.rs` (the group
-//! registry in sled), `mem.rs`. An append to its acknowledgement: `disk/mod.rs` (index) →
-//! `disk/shared.rs` (queue) → `writer/mod.rs` (the round) → `writer/active_segment.rs`
-//! (`pwrite`, `fdatasync`) → back in `writer/mod.rs` (callbacks fire).
+//! registry in sled), `mem.rs`. An append to its acknowledgement: `disk/mod.rs` (index, then the
+//! queue) → `writer/mod.rs` (the round: `pwrite`, `fdatasync`, then the callbacks fire).
 //!
 //! What this layer must not do: interpret payloads, decide what is committed, or block an async
 //! runtime thread on a disk flush (durability is reported through [`Durable`] callbacks).
